@@ -1,0 +1,1 @@
+"""Device profiles shipped with edgekit: one TOML file per board type (installed as data)."""

@@ -1,0 +1,58 @@
+"""edgekit's exceptions: one tree, so callers can catch as broadly or narrowly as they need.
+
+    EdgekitError                      every error edgekit raises on purpose
+    ├── MissingDependencyError        an optional package (an extra) is not installed
+    ├── ProfileError                  unknown profile, bad TOML, unknown or mistyped key
+    ├── DataError                     calibration / eval data missing, empty or not fitting the model
+    ├── ConversionError               a model cannot be loaded, converted or quantized
+    ├── BundleError                   a bundle cannot be written or read
+    │   └── BundleIntegrityError      a file's digest does not match the manifest
+    ├── RuntimeBackendError           an interpreter cannot load or run a model
+    ├── ReporterError                 MQTT reporting failed
+    └── StoreError                    the collector's database failed
+
+Library errors (TensorFlow, ONNX Runtime, paho, SQLAlchemy) are translated where edgekit calls them,
+with ``raise ... from exc``. The CLI turns any ``EdgekitError`` into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class EdgekitError(Exception):
+    """Root of every error edgekit raises on purpose."""
+
+
+class MissingDependencyError(EdgekitError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class ProfileError(EdgekitError):
+    """A device profile cannot be found, parsed or validated."""
+
+
+class DataError(EdgekitError):
+    """Calibration or evaluation data is missing, empty or does not fit the model."""
+
+
+class ConversionError(EdgekitError):
+    """A model cannot be loaded, converted or quantized."""
+
+
+class BundleError(EdgekitError):
+    """A bundle cannot be written or read."""
+
+
+class BundleIntegrityError(BundleError):
+    """A bundle's files do not match the digests in its manifest."""
+
+
+class RuntimeBackendError(EdgekitError):
+    """An interpreter backend cannot load or run a model."""
+
+
+class ReporterError(EdgekitError):
+    """Reporting over MQTT failed."""
+
+
+class StoreError(EdgekitError):
+    """The collector's database failed."""

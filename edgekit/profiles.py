@@ -1,0 +1,189 @@
+"""Device profiles: what to build for a board type and what the board can afford.
+
+A profile is a TOML file (shipped in ``edgekit.device_profiles`` or the user's own) validated into a
+frozen :class:`DeviceProfile`. Unknown keys and wrong types are errors naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+from edgekit.errors import ProfileError
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+Positive = Annotated[float, Field(gt=0)]
+
+
+class Quantization(StrEnum):
+    """Quantization scheme of the artifact."""
+
+    INT8 = "int8"  # full-integer post-training quantization with calibration data
+    DYNAMIC = "dynamic"  # int8 weights, float activations (no calibration data)
+    FP16 = "fp16"  # float16 weights
+    NONE = "none"  # float32 as trained
+
+
+class IODtype(StrEnum):
+    """Dtype of the artifact's inputs and outputs."""
+
+    FLOAT32 = "float32"
+    INT8 = "int8"
+    UINT8 = "uint8"
+
+
+class ModelFormat(StrEnum):
+    """Artifact format."""
+
+    TFLITE = "tflite"
+    ONNX = "onnx"
+
+
+class BackendName(StrEnum):
+    """Interpreter used on the board."""
+
+    LITERT = "litert"
+    TFLITE_RUNTIME = "tflite-runtime"
+    ONNXRUNTIME = "onnxruntime"
+    # Built for, never run by, edgekit's runtime: microcontrollers run TFLite Micro firmware.
+    TFLITE_MICRO = "tflite-micro"
+
+
+@dataclass(config=_STRICT)
+class Hardware:
+    """The board's compute and memory, with the throughput figures used for latency estimates."""
+
+    arch: str
+    cores: Annotated[int, Field(ge=1)]
+    ram_mb: Positive
+    # Sustained multiply-accumulates per second through the board's usual runtime, in G/s.
+    # Not peak figures: these are what a CNN actually gets, so estimates land near measurements.
+    int8_gmacs: Positive
+    fp32_gmacs: Positive
+    accelerator: str = "none"
+    notes: str = ""
+
+
+@dataclass(config=_STRICT)
+class Build:
+    """What the converter produces for this board."""
+
+    formats: Annotated[tuple[ModelFormat, ...], Field(min_length=1)]
+    quantization: Quantization
+    input_dtype: IODtype = IODtype.FLOAT32
+    output_dtype: IODtype = IODtype.FLOAT32
+    per_channel: bool = True
+    calibration_samples: Annotated[int, Field(ge=1, le=100_000)] = 300
+    # With int8: let ops the int8 kernels lack stay float (True) or fail the build naming them.
+    allow_float_fallback: bool = True
+    # Ops the board cannot run (e.g. outside the Edge TPU compiler's list); found in the artifact
+    # they fail the build's checks.
+    unsupported_ops: tuple[str, ...] = ()
+
+
+@dataclass(config=_STRICT)
+class Runtime:
+    """How the board runs the artifact."""
+
+    backend: BackendName
+    threads: Annotated[int, Field(ge=1)] = 1
+    delegate: str = "none"
+
+
+@dataclass(config=_STRICT)
+class Budgets:
+    """Limits a build must meet; every one is checked and reported."""
+
+    max_accuracy_drop_pt: Annotated[float, Field(ge=0)]
+    max_model_mb: Positive
+    max_ram_mb: Positive
+    max_latency_ms: Positive
+
+
+@dataclass(config=_STRICT)
+class DeviceProfile:
+    """A validated, immutable device profile."""
+
+    name: str
+    description: str
+    hardware: Hardware
+    build: Build
+    runtime: Runtime
+    budgets: Budgets
+    # Filled by the loader, not by the TOML file.
+    source: str = ""
+    digest: str = ""
+
+
+_ADAPTER = TypeAdapter(DeviceProfile)
+
+
+def shipped_profiles() -> list[str]:
+    """Names of the profiles that ship with edgekit, sorted."""
+    root = resources.files("edgekit.device_profiles")
+    return sorted(p.name.removesuffix(".toml") for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """Load a shipped profile by name (``rpi4``) or a user's TOML file by path."""
+    text_key = str(name_or_path)
+    candidate = Path(text_key)
+    if candidate.suffix == ".toml" or candidate.is_file() or "/" in text_key:
+        if not candidate.is_file():
+            raise ProfileError(f"profile file not found: {candidate}")
+        return parse_profile(candidate.read_bytes(), source=str(candidate))
+    resource = resources.files("edgekit.device_profiles").joinpath(f"{text_key}.toml")
+    if not resource.is_file():
+        shipped = ", ".join(shipped_profiles())
+        raise ProfileError(f"unknown profile {text_key!r}; shipped profiles: {shipped}")
+    return parse_profile(resource.read_bytes(), source=f"{text_key}.toml")
+
+
+def parse_profile(raw: bytes, *, source: str) -> DeviceProfile:
+    """Validate the bytes of a profile TOML file; ``source`` names it in error messages."""
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"profile {source}: not UTF-8 text") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"profile {source}: invalid TOML: {exc}") from exc
+    for reserved in ("source", "digest"):
+        if reserved in data:
+            raise ProfileError(f"profile {source}: unknown key {reserved!r}")
+    try:
+        # Validating the JSON form in strict mode: no silent "4" -> 4 coercion, yet enums and
+        # nested tables are read from their plain TOML values.
+        as_json = json.dumps(data)
+    except TypeError as exc:  # TOML dates and times have no place in a profile
+        raise ProfileError(f"profile {source}: {exc}") from exc
+    try:
+        profile = _ADAPTER.validate_json(as_json, strict=True)
+    except ValidationError as exc:
+        raise ProfileError(f"profile {source}: {_describe(exc)}") from exc
+    return dataclasses.replace(profile, source=source, digest=hashlib.sha256(raw).hexdigest())
+
+
+def _describe(exc: ValidationError) -> str:
+    """Turn pydantic's report into one line per problem, each naming the dotted key."""
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
+        if err["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+            problems.append(f"unknown key {key!r}")
+        elif err["type"] == "missing":
+            problems.append(f"missing key {key!r}")
+        else:
+            got = err.get("input")
+            shown = repr(got) if not isinstance(got, dict) else "a table"
+            problems.append(f"key {key!r}: {err['msg'].lower()} (got {shown})")
+    return "; ".join(problems)
