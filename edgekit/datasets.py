@@ -1,0 +1,183 @@
+"""Calibration and evaluation data: ``.npz`` files and folders of images, checked against a model.
+
+An ``.npz`` holds an array ``x`` (batch first) and optionally ``y`` (integer labels). A folder
+holds one sub-folder per class (sorted names give the label numbers), as Keras'
+``image_dataset_from_directory`` reads it.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+
+from edgekit._optional import require
+from edgekit.errors import DataError
+from edgekit.manifest import TensorSpec
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+class PixelRange(StrEnum):
+    """How 8-bit pixels of an image folder are scaled before they reach the model."""
+
+    UNIT = "0-1"  # x / 255
+    BYTE = "0-255"  # unchanged, as float
+    SYMMETRIC = "-1-1"  # x / 127.5 - 1
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """Model inputs ``x`` (batch first) with optional integer labels ``y``."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def take(self, count: int, *, seed: int = 0) -> LabelledData:
+        """A reproducible random subset of at most ``count`` samples."""
+        if count >= len(self):
+            return self
+        order = np.sort(np.random.default_rng(seed).permutation(len(self))[:count])
+        y = None if self.y is None else self.y[order]
+        return LabelledData(x=self.x[order], y=y, source=self.source)
+
+
+def load_data(
+    path: Path,
+    *,
+    role: str,
+    spec: TensorSpec,
+    pixel_range: PixelRange = PixelRange.UNIT,
+) -> LabelledData:
+    """Load ``path`` (an .npz or an image folder) as data for a model input described by ``spec``.
+
+    ``role`` ("calibration", "eval") names the data in error messages.
+    """
+    if path.is_dir():
+        data = load_image_folder(path, role=role, spec=spec, pixel_range=pixel_range)
+    elif path.is_file():
+        data = load_npz(path, role=role)
+    else:
+        raise DataError(f"{role} data not found: {path}")
+    check_fits(data, spec, role=role)
+    return data
+
+
+def load_npz(path: Path, *, role: str) -> LabelledData:
+    """Read ``x`` and optional ``y`` from an ``.npz`` without unpickling anything."""
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{role} data {path}: not an .npz file (expected a zip of .npy arrays)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = list(npz.files)
+            if "x" not in names:
+                found = ", ".join(names) or "no arrays"
+                raise DataError(f"{role} data {path}: no array named 'x' (found: {found})")
+            x = npz["x"]
+            y = npz["y"] if "y" in names else None
+    except DataError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{role} data {path}: cannot read it: {exc}") from exc
+    return LabelledData(x=x, y=_check_labels(y, len(x), role=role, path=path), source=str(path))
+
+
+def _check_labels(y: np.ndarray | None, count: int, *, role: str, path: Path) -> np.ndarray | None:
+    if y is None:
+        return None
+    if y.ndim == 2 and y.shape[1] > 1:
+        raise DataError(
+            f"{role} data {path}: 'y' looks one-hot {y.shape}; give integer class labels "
+            "(y.argmax(axis=1))"
+        )
+    y = y.reshape(-1) if y.ndim == 2 else y
+    if y.ndim != 1 or len(y) != count:
+        raise DataError(f"{role} data {path}: 'y' has shape {y.shape}, expected ({count},)")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{role} data {path}: 'y' must hold integer labels, not {y.dtype}")
+    if count and y.min() < 0:
+        raise DataError(f"{role} data {path}: 'y' holds negative labels")
+    return y.astype(np.int64)
+
+
+def load_image_folder(
+    path: Path, *, role: str, spec: TensorSpec, pixel_range: PixelRange
+) -> LabelledData:
+    """Read a folder with one sub-folder of images per class, resized to the model's input."""
+    image = require("PIL.Image", extra="build", package="pillow")
+    height, width, channels = _image_geometry(spec, role=role)
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{role} data {path}: no class sub-folders (expected one folder per class)")
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    for label, name in enumerate(classes):
+        for file in sorted((path / name).iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with image.open(file) as img:
+                    img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
+                    pixels = np.asarray(img, dtype=np.float32)
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{role} data: cannot read image {file}: {exc}") from exc
+            xs.append(pixels.reshape(height, width, channels))
+            ys.append(label)
+    if not xs:
+        raise DataError(f"{role} data {path}: the class folders hold no images")
+    x = np.stack(xs)
+    if pixel_range is PixelRange.UNIT:
+        x /= 255.0
+    elif pixel_range is PixelRange.SYMMETRIC:
+        x = x / 127.5 - 1.0
+    return LabelledData(x=x, y=np.asarray(ys, dtype=np.int64), source=str(path))
+
+
+def _image_geometry(spec: TensorSpec, *, role: str) -> tuple[int, int, int]:
+    dims = spec.shape[1:]
+    if len(dims) != 3 or dims[2] not in (1, 3) or dims[0] is None or dims[1] is None:
+        raise DataError(
+            f"{role} data is an image folder, but model input {spec.name!r} has shape "
+            f"{_shape_text(spec.shape)}; image folders need a (batch, height, width, 1 or 3) input"
+        )
+    return int(dims[0]), int(dims[1]), int(dims[2])
+
+
+def check_fits(data: LabelledData, spec: TensorSpec, *, role: str) -> None:
+    """Raise DataError unless ``data.x`` can feed the model input ``spec``."""
+    x = data.x
+    if x.ndim == 0 or len(x) == 0:
+        raise DataError(f"{role} data {data.source} is empty (0 samples)")
+    sample = tuple(int(d) for d in x.shape[1:])
+    if not spec.fits(sample):
+        hint = ""
+        if spec.fits((*sample, 1)):
+            hint = "; add a trailing channel axis (x[..., None])"
+        raise DataError(
+            f"{role} data {data.source}: samples have shape {sample}, but model input "
+            f"{spec.name!r} expects {_shape_text(spec.shape[1:])}{hint}"
+        )
+    if spec.dtype in ("float32", "float16"):
+        if not np.issubdtype(x.dtype, np.floating):
+            raise DataError(
+                f"{role} data {data.source}: x has dtype {x.dtype}, but model input {spec.name!r} "
+                f"takes {spec.dtype}; convert and scale it as in training (e.g. x / 255.0)"
+            )
+        if not np.isfinite(x).all():
+            raise DataError(f"{role} data {data.source}: x holds NaN or infinite values")
+    elif not np.issubdtype(x.dtype, np.integer):
+        raise DataError(
+            f"{role} data {data.source}: x has dtype {x.dtype}, but model input {spec.name!r} "
+            f"takes {spec.dtype}"
+        )
+
+
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"

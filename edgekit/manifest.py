@@ -1,0 +1,130 @@
+"""The bundle manifest: a versioned, validated description of everything in a bundle.
+
+The manifest lists every file with its SHA-256, so checking the manifest (and, later, its signature)
+is enough to trust the bundle. It is written by the converters and read by the runtime, which is why
+it lives in the shared core and imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MANIFEST_SCHEMA = "edgekit.manifest/1"
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+# Bundle files are plain names: no directories, no "..", nothing that escapes the bundle.
+FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+Dtype = Literal["float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class QuantParams(_Frozen):
+    """Affine quantization of a tensor: real = scale * (q - zero_point)."""
+
+    scale: Annotated[float, Field(gt=0)]
+    zero_point: int
+
+
+class TensorSpec(_Frozen):
+    """Name, shape (None for a dynamic axis), dtype and quantization of a model input or output."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: Dtype
+    quantization: QuantParams | None = None
+
+    def fits(self, sample_shape: tuple[int, ...]) -> bool:
+        """True when one sample of ``sample_shape`` (no batch axis) fits this tensor."""
+        expected = self.shape[1:]
+        return len(expected) == len(sample_shape) and all(
+            e is None or e == s for e, s in zip(expected, sample_shape, strict=True)
+        )
+
+
+class FileEntry(_Frozen):
+    """A file of the bundle and its digest."""
+
+    sha256: Sha256
+    bytes: Annotated[int, Field(ge=0)]
+
+
+class ProfileRef(_Frozen):
+    """The profile a bundle was built for."""
+
+    name: str
+    digest: Sha256
+    source: str
+
+
+class SourceModel(_Frozen):
+    """The model the bundle was built from."""
+
+    name: str
+    kind: Literal["keras", "h5", "saved_model", "onnx"]
+    sha256: Sha256
+
+
+class Artifact(_Frozen):
+    """A model file of the bundle, in one format, with what the runtime needs to feed it."""
+
+    file: FileName
+    format: Literal["tflite", "onnx"]
+    quantization: Literal["int8", "dynamic", "fp16", "none"]
+    per_channel: bool
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+class BuildMetrics(_Frozen):
+    """Build-time figures, kept so the fleet report can compare them with what boards measure."""
+
+    metric: Literal["top1", "agreement", "sqnr_db"] | None
+    fp32: float | None
+    quantized: float | None
+    drop_pt: float | None
+    eval_samples: int
+    fp32_bytes: int
+    model_bytes: int
+    macs: int
+    params: int
+    est_latency_ms: float
+    est_ram_mb: float
+    host_p50_ms_fp32: float | None = None
+    host_p50_ms: float | None = None
+
+
+class Manifest(_Frozen):
+    """What a bundle holds; every file but the manifest itself is listed with its SHA-256."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    schema_id: Literal["edgekit.manifest/1"] = Field(default=MANIFEST_SCHEMA, alias="schema")
+    bundle_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    created_at: str
+    edgekit_version: str
+    profile: ProfileRef
+    source_model: SourceModel
+    artifacts: Annotated[tuple[Artifact, ...], Field(min_length=1)]
+    # The artifact the runtime should load when it can run several.
+    preferred: FileName
+    files: dict[FileName, FileEntry]
+    metrics: BuildMetrics
+    eval_sample: FileName | None = None
+    build_report: FileName | None = None
+
+    def artifact(self, file: str | None = None) -> Artifact:
+        """The artifact named ``file``, or the preferred one."""
+        wanted = file or self.preferred
+        for art in self.artifacts:
+            if art.file == wanted:
+                return art
+        raise KeyError(wanted)
+
+    def to_json(self) -> str:
+        """The manifest as it is written to ``manifest.json``."""
+        return self.model_dump_json(by_alias=True, indent=2) + "\n"

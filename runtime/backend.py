@@ -1,0 +1,64 @@
+"""The ``Backend`` protocol every interpreter implements, and the way to open one by name.
+
+Adding a backend means adding a module with a class that satisfies :class:`Backend` and one line
+in ``_BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edgekit.errors import RuntimeBackendError
+from edgekit.manifest import TensorSpec
+
+# backend name -> (module, class); imported only when asked for, so a board pays for one.
+_BACKENDS: dict[str, tuple[str, str]] = {
+    "litert": ("edgekit.runtime.litert", "LiteRTBackend"),
+}
+
+
+class Backend(Protocol):
+    """An interpreter holding one loaded model.
+
+    ``invoke`` takes arrays already in the model's own dtypes (quantized where the model is) and
+    returns the raw outputs; :class:`edgekit.runtime.predict.Predictor` does the float conversion.
+    Implementations translate their library's errors into ``RuntimeBackendError``.
+    """
+
+    name: str
+    version: str
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        """The model's inputs, batch axis first (None where it is dynamic)."""
+        ...
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        """The model's outputs."""
+        ...
+
+    def invoke(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run the model once on ``inputs`` (one array per input) and return its outputs."""
+        ...
+
+
+def available_backends() -> list[str]:
+    """Names of all backends edgekit knows, installed or not."""
+    return sorted(_BACKENDS)
+
+
+def open_backend(name: str, model: Path | bytes, *, threads: int = 1) -> Backend:
+    """Load ``model`` into the backend called ``name``."""
+    if name not in _BACKENDS:
+        known = ", ".join(available_backends())
+        raise RuntimeBackendError(f"unknown backend {name!r}; known backends: {known}")
+    module_name, class_name = _BACKENDS[name]
+    backend_cls = getattr(importlib.import_module(module_name), class_name)
+    backend: Backend = backend_cls(model, threads=threads)
+    return backend
