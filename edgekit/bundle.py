@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edgekit.errors import BundleError, BundleIntegrityError
-from edgekit.manifest import FileEntry, Manifest
+from edgekit.manifest import Manifest
 
 MANIFEST_NAME = "manifest.json"
 # A manifest is a few KB; anything far larger is not one and is not read into memory.
@@ -33,14 +33,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def file_entries(directory: Path, names: list[str]) -> dict[str, FileEntry]:
-    """Digest and size of each named file in ``directory``."""
-    return {
-        name: FileEntry(sha256=sha256_file(directory / name), bytes=(directory / name).stat().st_size)
-        for name in sorted(names)
-    }
-
-
 def write_bundle(out_dir: Path, files: Mapping[str, bytes | Path], manifest: Manifest) -> Path:
     """Write ``files`` and ``manifest`` into ``out_dir``, replacing an earlier bundle there.
 
@@ -50,9 +42,12 @@ def write_bundle(out_dir: Path, files: Mapping[str, bytes | Path], manifest: Man
     """
     out_dir = out_dir.resolve()
     if out_dir.exists() and (not out_dir.is_dir() or _is_foreign(out_dir)):
-        raise BundleError(f"refusing to overwrite {out_dir}: it exists and is not an edgekit bundle")
+        raise BundleError(
+            f"refusing to overwrite {out_dir}: it exists and is not an edgekit bundle"
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be copied and shared
     try:
         for name, content in files.items():
             target = staging / name

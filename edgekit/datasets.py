@@ -40,13 +40,24 @@ class LabelledData:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def sample_indices(self, count: int, *, seed: int = 0) -> np.ndarray:
+        """Sorted indices of a reproducible random subset of at most ``count`` samples."""
+        if count >= len(self):
+            return np.arange(len(self))
+        return np.sort(np.random.default_rng(seed).permutation(len(self))[:count])
+
+    def subset(self, indices: np.ndarray) -> LabelledData:
+        """The samples at ``indices``."""
+        y = None if self.y is None else self.y[indices]
+        return LabelledData(x=self.x[indices], y=y, source=self.source)
+
     def take(self, count: int, *, seed: int = 0) -> LabelledData:
         """A reproducible random subset of at most ``count`` samples."""
-        if count >= len(self):
-            return self
-        order = np.sort(np.random.default_rng(seed).permutation(len(self))[:count])
-        y = None if self.y is None else self.y[order]
-        return LabelledData(x=self.x[order], y=y, source=self.source)
+        return self if count >= len(self) else self.subset(self.sample_indices(count, seed=seed))
+
+    def without_labels(self) -> LabelledData:
+        """The same inputs with the labels dropped."""
+        return LabelledData(x=self.x, y=None, source=self.source)
 
 
 def load_data(

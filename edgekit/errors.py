@@ -3,7 +3,7 @@
     EdgekitError                      every error edgekit raises on purpose
     ├── MissingDependencyError        an optional package (an extra) is not installed
     ├── ProfileError                  unknown profile, bad TOML, unknown or mistyped key
-    ├── DataError                     calibration / eval data missing, empty or not fitting the model
+    ├── DataError                     calibration or eval data missing, empty or not fitting
     ├── ConversionError               a model cannot be loaded, converted or quantized
     ├── BundleError                   a bundle cannot be written or read
     │   └── BundleIntegrityError      a file's digest does not match the manifest

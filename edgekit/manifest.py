@@ -7,6 +7,7 @@ it lives in the shared core and imports nothing heavy.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -51,6 +52,11 @@ class FileEntry(_Frozen):
 
     sha256: Sha256
     bytes: Annotated[int, Field(ge=0)]
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> FileEntry:
+        """The entry for a file holding ``data``."""
+        return cls(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
 
 
 class ProfileRef(_Frozen):
@@ -114,6 +120,8 @@ class Manifest(_Frozen):
     preferred: FileName
     files: dict[FileName, FileEntry]
     metrics: BuildMetrics
+    # True when the build missed a budget and the user chose to bundle it anyway.
+    budget_override: bool = False
     eval_sample: FileName | None = None
     build_report: FileName | None = None
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekit._optional import require
 from edgekit.runtime.tflite_interpreter import InterpreterBackend
+
+from edgekit._optional import require
 
 
 class LiteRTBackend(InterpreterBackend):

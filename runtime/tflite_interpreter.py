@@ -19,7 +19,9 @@ class InterpreterBackend:
     version = "unknown"
 
     def __init__(self, model: Path | bytes, *, threads: int, interpreter_cls: Any) -> None:
-        source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
+        source = (
+            {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
+        )
         try:
             self._interp = interpreter_cls(**source, num_threads=threads)
             self._interp.allocate_tensors()
@@ -52,7 +54,7 @@ class InterpreterBackend:
 
     def _fit_shapes(self, inputs: Sequence[np.ndarray]) -> None:
         resized = False
-        for i, (detail, array) in enumerate(zip(self._in, inputs, strict=True)):
+        for detail, array in zip(self._in, inputs, strict=True):
             if tuple(detail["shape"]) == array.shape:
                 continue
             signature = detail["shape_signature"]

@@ -1,0 +1,75 @@
+"""The profile's budgets, checked against a build's figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from edgekit.profiles import DeviceProfile
+
+Status = Literal["pass", "fail", "not measured"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One budget or compatibility check of a build."""
+
+    name: str
+    value: float | None
+    limit: float | None
+    unit: str
+    status: Status
+    detail: str = ""
+
+
+def _upper(name: str, value: float | None, limit: float, unit: str, detail: str = "") -> Check:
+    if value is None:
+        return Check(name, None, limit, unit, "not measured", detail)
+    return Check(name, value, limit, unit, "pass" if value <= limit else "fail", detail)
+
+
+def check_budgets(
+    profile: DeviceProfile,
+    *,
+    accuracy_drop_pt: float | None,
+    accuracy_detail: str,
+    model_mb: float,
+    est_ram_mb: float,
+    est_latency_ms: float,
+    float_ops: tuple[str, ...],
+    ops_present: tuple[str, ...],
+) -> tuple[Check, ...]:
+    """Every budget of ``profile`` plus the op checks, in a fixed order."""
+    budgets = profile.budgets
+    checks = [
+        _upper(
+            "accuracy drop", accuracy_drop_pt, budgets.max_accuracy_drop_pt, "pt", accuracy_detail
+        ),
+        _upper("model size", model_mb, budgets.max_model_mb, "MB"),
+        _upper("RAM (estimated)", est_ram_mb, budgets.max_ram_mb, "MB", "weights + largest op"),
+        _upper("latency (estimated)", est_latency_ms, budgets.max_latency_ms, "ms", profile.name),
+    ]
+    if not profile.build.allow_float_fallback:
+        checks.append(
+            Check(
+                "int8-only ops",
+                float(len(float_ops)),
+                0.0,
+                "float ops",
+                "fail" if float_ops else "pass",
+                ", ".join(float_ops),
+            )
+        )
+    if profile.build.unsupported_ops:
+        banned = sorted(set(ops_present) & set(profile.build.unsupported_ops))
+        checks.append(
+            Check(
+                "ops the board supports",
+                float(len(banned)),
+                0.0,
+                "unsupported ops",
+                "fail" if banned else "pass",
+                ", ".join(banned),
+            )
+        )
+    return tuple(checks)

@@ -1,0 +1,194 @@
+"""``edgekit build``: convert a model for a device profile and write a verified bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from edgekit.bundle import archive_bundle
+from edgekit.cli._output import (
+    RichProgress,
+    err_console,
+    native_stderr_diverted,
+    out_console,
+    warning_line,
+)
+from edgekit.datasets import PixelRange
+from edgekit.profiles import load_profile
+
+EXIT_OVER_BUDGET = 1
+
+
+def build(
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="Keras model: .keras, .h5, or a SavedModel directory.", show_default=False
+        ),
+    ],
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            "-p",
+            help="Device profile: a shipped name (see 'edgekit profiles list') or a TOML file.",
+            show_default=False,
+        ),
+    ],
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="Calibration data for int8: .npz with array x (and optional y), or a folder "
+            "with one sub-folder of images per class.",
+            show_default=False,
+        ),
+    ] = None,
+    eval_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--eval",
+            help="Evaluation data, same forms as --calibration; with labels y, top-1 accuracy "
+            "of fp32 and quantized models is compared.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Bundle directory [default: bundles/MODEL-PROFILE].",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the build report as JSON on stdout.")
+    ] = False,
+    allow_over_budget: Annotated[
+        bool,
+        typer.Option(
+            "--allow-over-budget",
+            help="Write the bundle even if a budget is missed (exit 0; recorded in the manifest).",
+        ),
+    ] = False,
+    pixel_range: Annotated[
+        PixelRange, typer.Option(help="How image-folder pixels are scaled for the model.")
+    ] = PixelRange.UNIT,
+    archive: Annotated[
+        bool, typer.Option("--archive", help="Also pack the bundle as BUNDLE.tar.gz.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Convert MODEL for a device profile, validate it, and write a bundle.
+
+    Exit codes: 0 built within budget (or --allow-over-budget), 1 over budget (no bundle
+    written), 2 bad input.
+    """
+    from edgekit.converters.pipeline import BuildRequest
+    from edgekit.converters.pipeline import build as run_build
+
+    device = load_profile(profile)
+    out_dir = (
+        out or Path("bundles") / f"{model.stem if model.is_file() else model.name}-{device.name}"
+    )
+    request = BuildRequest(
+        model=model,
+        profile=device,
+        out_dir=out_dir,
+        calibration=calibration,
+        eval_data=eval_data,
+        pixel_range=pixel_range,
+        allow_over_budget=allow_over_budget,
+    )
+    with native_stderr_diverted():
+        report = run_build(request, progress=RichProgress(enabled=not quiet))
+    if json_output:
+        typer.echo(report.to_json(), nl=False)
+    else:
+        _print_report(report)
+    for warning in report.warnings:
+        warning_line(warning)
+    if report.status == "over_budget":
+        failed = [c.name for c in report.checks if c.status == "fail"]
+        err_console().print(
+            f"[red]over budget[/red] ({', '.join(failed)}): bundle not written; "
+            "pass --allow-over-budget to write it anyway"
+        )
+        raise typer.Exit(EXIT_OVER_BUDGET)
+    if archive and report.bundle_dir:
+        bundle_dir = Path(report.bundle_dir)
+        tarball = archive_bundle(bundle_dir, bundle_dir.with_name(bundle_dir.name + ".tar.gz"))
+        err_console().print(f"archive: {tarball}")
+
+
+def _fmt(value: float | None, spec: str = ".2f", unit: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
+def _print_report(report: object) -> None:
+    from edgekit.converters.report import BuildReport
+
+    assert isinstance(report, BuildReport)
+    console = out_console()
+    acc, sizes, lat = report.accuracy, report.sizes, report.latency
+    summary = Table(title=f"edgekit build: {report.bundle_id}", show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("model", f"{report.model.path} ({report.model.kind})")
+    summary.add_row("profile", f"{report.profile.name} ({report.profile.source})")
+    summary.add_row(
+        "artifact",
+        f"{report.artifact.format} {report.artifact.quantization}, "
+        f"in {report.artifact.input_dtype} / out {report.artifact.output_dtype}"
+        + (", per-channel" if report.artifact.per_channel else ""),
+    )
+    if acc.metric is not None:
+        unit = " dB" if acc.metric == "sqnr_db" else " %"
+        summary.add_row(
+            f"{acc.metric} ({acc.samples} samples)",
+            f"fp32 {_fmt(acc.fp32, unit=unit)} -> quantized {_fmt(acc.quantized, unit=unit)}"
+            + (f" (drop {acc.drop_pt:.2f} pt)" if acc.drop_pt is not None else ""),
+        )
+    summary.add_row(
+        "size",
+        f"fp32 {sizes.fp32_bytes / 1024:.1f} KiB -> {sizes.model_bytes / 1024:.1f} KiB "
+        f"({sizes.ratio:.2f}x)",
+    )
+    summary.add_row("MACs / params", f"{report.macs:,} / {report.params:,}")
+    summary.add_row(
+        f"latency on {report.profile.name} (est.)",
+        f"fp32 {lat.est_target_fp32_ms:.3f} ms -> {lat.est_target_ms:.3f} ms",
+    )
+    if lat.host_p50_ms is not None:
+        summary.add_row(
+            f"latency here, p50 ({lat.host_threads} thr)",
+            f"fp32 {_fmt(lat.host_p50_fp32_ms, '.3f')} ms -> {lat.host_p50_ms:.3f} ms "
+            f"({_fmt(lat.host_ratio)}x)",
+        )
+    summary.add_row("bundle", report.bundle_dir or "not written")
+    console.print(summary)
+
+    ops = Table(title="ops")
+    for column in ("op", "precision", "count", "MACs"):
+        ops.add_column(column, justify="right" if column in ("count", "MACs") else "left")
+    for row in report.ops:
+        style = "yellow" if row.precision == "float" else None
+        ops.add_row(row.op, row.precision, str(row.count), f"{row.macs:,}", style=style)
+    console.print(ops)
+
+    checks = Table(title="budgets")
+    for column in ("check", "value", "limit", "status", "detail"):
+        checks.add_column(column)
+    colors = {"pass": "green", "fail": "red", "not measured": "yellow"}
+    for check in report.checks:
+        checks.add_row(
+            check.name,
+            _fmt(check.value, ".3f", f" {check.unit}"),
+            _fmt(check.limit, ".3f", f" {check.unit}"),
+            f"[{colors[check.status]}]{check.status}[/]",
+            check.detail,
+        )
+    console.print(checks)
