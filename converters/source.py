@@ -48,6 +48,12 @@ def load_source(path: Path, *, work_dir: Path) -> SourceModel:
     suffix = path.suffix.lower()
     if suffix == ".keras":
         if not zipfile.is_zipfile(path):
+            with path.open("rb") as fh:
+                starts_like_zip = fh.read(4) == b"PK\x03\x04"
+            if starts_like_zip:
+                raise ConversionError(
+                    f"{path} is truncated or damaged: the zip archive has no central directory"
+                )
             raise ConversionError(f"{path} is not a Keras model (.keras files are zip archives)")
         kind = "keras"
     elif suffix in (".h5", ".hdf5"):

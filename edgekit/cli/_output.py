@@ -37,8 +37,8 @@ def err_console() -> Console:
 
 
 def out_console() -> Console:
-    """Rich console for results on stdout."""
-    return Console()
+    """Rich console for results on stdout; piped output gets wide lines instead of 80 columns."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def error_line(message: str) -> None:

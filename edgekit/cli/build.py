@@ -84,8 +84,11 @@ def build(
 ) -> None:
     """Convert MODEL for a device profile, validate it, and write a bundle.
 
-    Exit codes: 0 built within budget (or --allow-over-budget), 1 over budget (no bundle
-    written), 2 bad input.
+    Exit 0: built within budget, or over budget with --allow-over-budget.
+
+    Exit 1: over budget; the figures are printed and no bundle is written.
+
+    Exit 2: bad input (model, profile or data), named in one line on stderr.
     """
     from edgekit.converters.pipeline import BuildRequest
     from edgekit.converters.pipeline import build as run_build

@@ -18,7 +18,8 @@ app = typer.Typer(help="List and show device profiles.", no_args_is_help=True)
 def list_profiles() -> None:
     """List the shipped device profiles with their key figures."""
     table = Table(title="device profiles")
-    for column in ("name", "board", "build", "runtime", "int8 / fp32 GMAC/s", "budgets"):
+    table.add_column("name", no_wrap=True)
+    for column in ("board", "build", "runtime", "int8 / fp32 GMAC/s", "budgets"):
         table.add_column(column)
     for name in shipped_profiles():
         p = load_profile(name)

@@ -1,0 +1,69 @@
+"""Shared fixtures: a clean environment, real data, and small models trained on it (cached)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgekit_testing import REPO
+
+
+@pytest.fixture(autouse=True)
+def _clean_edgekit_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No EDGEKIT_* setting of the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("EDGEKIT_"):
+            monkeypatch.delenv(name)
+    return
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A Keras model file with its calibration and evaluation data on disk."""
+
+    model: Path
+    calibration: Path
+    eval: Path
+    keras_accuracy: float
+
+
+def _cache_key(*parts: str) -> str:
+    import keras
+    import tensorflow as tf
+
+    digest = hashlib.sha256((REPO / "converters" / "examples.py").read_bytes())
+    for part in (*parts, tf.__version__, keras.__version__):
+        digest.update(part.encode())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def fashion_cnn(request: pytest.FixtureRequest) -> TrainedModel:
+    """A small CNN trained on Fashion-MNIST (Debian's dataset-fashion-mnist); cached across runs."""
+    from edgekit.converters import examples
+
+    cache = request.config.cache.mkdir("edgekit-models") / f"fashion-cnn-{_cache_key('v1')}"
+    model_path = cache / "model.keras"
+    if not model_path.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        split = examples.fashion_mnist()
+        model = examples.small_cnn((28, 28, 1), 10)
+        examples.train(model, split.x_train[:15000], split.y_train[:15000], epochs=3, seed=0)
+        np.savez(
+            cache / "calibration.npz", x=split.x_train[20000:20500], y=split.y_train[20000:20500]
+        )
+        np.savez(cache / "eval.npz", x=split.x_test[:2000], y=split.y_test[:2000])
+        acc = examples.accuracy(model, split.x_test[:2000], split.y_test[:2000])
+        (cache / "keras_accuracy.txt").write_text(f"{acc}\n")
+        model.save(model_path)
+    return TrainedModel(
+        model=model_path,
+        calibration=cache / "calibration.npz",
+        eval=cache / "eval.npz",
+        keras_accuracy=float((cache / "keras_accuracy.txt").read_text()),
+    )
