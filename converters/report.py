@@ -6,8 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-BUILD_REPORT_SCHEMA = "edgekit.build-report/1"
-
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -82,7 +80,7 @@ class BuildReport(_Frozen):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     schema_id: Literal["edgekit.build-report/1"] = Field(
-        default=BUILD_REPORT_SCHEMA, alias="schema"
+        default="edgekit.build-report/1", alias="schema"
     )
     status: Literal["ok", "over_budget", "over_budget_overridden"]
     bundle_id: str

@@ -107,7 +107,7 @@ def verify_bundle(bundle_dir: Path) -> Manifest:
         path = bundle_dir / name
         if not path.is_file():
             raise BundleIntegrityError(f"bundle {bundle_dir}: {name} is not a regular file")
-        if path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
+        if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
             raise BundleIntegrityError(
                 f"bundle {bundle_dir}: {name} does not match its SHA-256 in the manifest "
                 "(the file was changed or corrupted)"

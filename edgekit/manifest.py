@@ -12,8 +12,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-MANIFEST_SCHEMA = "edgekit.manifest/1"
-
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 # Bundle files are plain names: no directories, no "..", nothing that escapes the bundle.
 FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
@@ -51,12 +49,12 @@ class FileEntry(_Frozen):
     """A file of the bundle and its digest."""
 
     sha256: Sha256
-    bytes: Annotated[int, Field(ge=0)]
+    size: Annotated[int, Field(ge=0)]
 
     @classmethod
     def of_bytes(cls, data: bytes) -> FileEntry:
         """The entry for a file holding ``data``."""
-        return cls(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+        return cls(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
 
 
 class ProfileRef(_Frozen):
@@ -109,7 +107,7 @@ class Manifest(_Frozen):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    schema_id: Literal["edgekit.manifest/1"] = Field(default=MANIFEST_SCHEMA, alias="schema")
+    schema_id: Literal["edgekit.manifest/1"] = Field(default="edgekit.manifest/1", alias="schema")
     bundle_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     created_at: str
     edgekit_version: str

@@ -67,3 +67,21 @@ def fashion_cnn(request: pytest.FixtureRequest) -> TrainedModel:
         eval=cache / "eval.npz",
         keras_accuracy=float((cache / "keras_accuracy.txt").read_text()),
     )
+
+
+@pytest.fixture(scope="session")
+def rpi4_build(fashion_cnn, tmp_path_factory):
+    """The Fashion-MNIST CNN built for rpi4 (int8): (build report, bundle directory)."""
+    from edgekit.converters.pipeline import BuildRequest, build
+
+    from edgekit.profiles import load_profile
+
+    out = tmp_path_factory.mktemp("rpi4") / "bundle"
+    request = BuildRequest(
+        model=fashion_cnn.model,
+        profile=load_profile("rpi4"),
+        out_dir=out,
+        calibration=fashion_cnn.calibration,
+        eval_data=fashion_cnn.eval,
+    )
+    return build(request), out

@@ -14,19 +14,6 @@ from edgekit.bundle import verify_bundle
 from edgekit.profiles import load_profile
 
 
-@pytest.fixture(scope="module")
-def rpi4_build(fashion_cnn, tmp_path_factory):
-    out = tmp_path_factory.mktemp("rpi4") / "bundle"
-    request = BuildRequest(
-        model=fashion_cnn.model,
-        profile=load_profile("rpi4"),
-        out_dir=out,
-        calibration=fashion_cnn.calibration,
-        eval_data=fashion_cnn.eval,
-    )
-    return build(request), out
-
-
 def _bare_litert_accuracy(model_file: Path, eval_npz: Path) -> float:
     """Top-1 of a .tflite with a plain interpreter loop, independent of edgekit's predictor."""
     from ai_edge_litert.interpreter import Interpreter

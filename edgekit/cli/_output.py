@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from edgekit.progress import Task
 
@@ -77,12 +84,12 @@ def native_stderr_diverted() -> Iterator[Path]:
 
 
 class _RichTask:
-    def __init__(self, bar: Progress, task_id: object) -> None:
+    def __init__(self, bar: Progress, task_id: TaskID) -> None:
         self._bar = bar
         self._id = task_id
 
     def advance(self, units: int = 1) -> None:
-        self._bar.advance(self._id, units)  # type: ignore[arg-type]
+        self._bar.advance(self._id, units)
 
 
 class RichProgress:

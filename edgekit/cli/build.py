@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -18,6 +18,9 @@ from edgekit.cli._output import (
 )
 from edgekit.datasets import PixelRange
 from edgekit.profiles import load_profile
+
+if TYPE_CHECKING:  # the converters (and TensorFlow) load only when a build runs
+    from edgekit.converters.report import BuildReport
 
 EXIT_OVER_BUDGET = 1
 
@@ -131,10 +134,7 @@ def _fmt(value: float | None, spec: str = ".2f", unit: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{unit}"
 
 
-def _print_report(report: object) -> None:
-    from edgekit.converters.report import BuildReport
-
-    assert isinstance(report, BuildReport)
+def _print_report(report: BuildReport) -> None:
     console = out_console()
     acc, sizes, lat = report.accuracy, report.sizes, report.latency
     summary = Table(title=f"edgekit build: {report.bundle_id}", show_header=False)
