@@ -58,7 +58,9 @@ def top1(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
     return 100.0 * hits / len(y)
 
 
-def p50_ms(model: bytes, sample: np.ndarray, *, threads: int, runs: int = 300, warmup: int = 30) -> float:
+def p50_ms(
+    model: bytes, sample: np.ndarray, *, threads: int, runs: int = 300, warmup: int = 30
+) -> float:
     """Median single-sample latency in ms: warm-up, then timed invokes."""
     interp = _interpreter(model, threads)
     inp = interp.get_input_details()[0]

@@ -19,8 +19,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-from _harness import machine, p50_ms, top1  # noqa: E402
+import numpy as np
+from _harness import machine, p50_ms, top1
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -41,7 +41,6 @@ def _data(size: int):
 
 def _model(split, size: int, epochs: int, train_n: int):
     import keras
-
     from edgekit.converters import examples
 
     path = OUT / f"mobilenet-fmnist-{size}-e{epochs}-n{train_n}.keras"
@@ -63,10 +62,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import baseline_litert_ptq as baseline
-
     from edgekit.converters.pipeline import BuildRequest, build
     from edgekit.converters.source import load_source
     from edgekit.converters.tflite_exporter import convert_float
+
     from edgekit.profiles import load_profile
 
     split = _data(args.size)
@@ -113,21 +112,29 @@ def main() -> None:
             row[f"p50_fp32_ms_t{t}"], row[f"p50_int8_ms_t{t}"], row[f"ratio_t{t}"] = f, q, q / f
         rows.append(row)
 
-    print(f"# edgekit build vs hand-written LiteRT PTQ — MobileNet-style CNN, Fashion-MNIST "
-          f"{args.size}x{args.size}, {len(y_test)} test images")
+    print(
+        f"# edgekit build vs hand-written LiteRT PTQ — MobileNet-style CNN, Fashion-MNIST "
+        f"{args.size}x{args.size}, {len(y_test)} test images"
+    )
     print(f"machine: {machine()}")
-    print(f"model: {model.count_params():,} params, {report.macs:,} MACs; edgekit status "
-          f"{report.status}, float ops: {', '.join(report.float_ops) or 'none'}\n")
+    print(
+        f"model: {model.count_params():,} params, {report.macs:,} MACs; edgekit status "
+        f"{report.status}, float ops: {', '.join(report.float_ops) or 'none'}\n"
+    )
     head = "| tool | top-1 fp32 | top-1 int8 | drop (pt) | size fp32 (KiB) | size int8 (KiB) |"
     head += "".join(f" p50 fp32 / int8 ms ({t} thr) | int8/fp32 ({t} thr) |" for t in args.threads)
     print(head)
     print("|" + "---|" * (6 + 2 * len(args.threads)))
     for r in rows:
-        line = (f"| {r['tool']} | {r['top1_fp32']:.2f} | {r['top1_int8']:.2f} | {r['drop_pt']:.2f} "
-                f"| {r['kb_fp32']:.1f} | {r['kb_int8']:.1f} |")
+        line = (
+            f"| {r['tool']} | {r['top1_fp32']:.2f} | {r['top1_int8']:.2f} | {r['drop_pt']:.2f} "
+            f"| {r['kb_fp32']:.1f} | {r['kb_int8']:.1f} |"
+        )
         for t in args.threads:
-            line += (f" {r[f'p50_fp32_ms_t{t}']:.3f} / {r[f'p50_int8_ms_t{t}']:.3f} "
-                     f"| {r[f'ratio_t{t}']:.2f} |")
+            line += (
+                f" {r[f'p50_fp32_ms_t{t}']:.3f} / {r[f'p50_int8_ms_t{t}']:.3f} "
+                f"| {r[f'ratio_t{t}']:.2f} |"
+            )
         print(line)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"bench_build_tflite-{args.size}.json").write_text(json.dumps(rows, indent=2))

@@ -8,6 +8,7 @@
     ├── BundleError                   a bundle cannot be written or read
     │   └── BundleIntegrityError      a file's digest does not match the manifest
     ├── RuntimeBackendError           an interpreter cannot load or run a model
+    ├── PayloadError                  an MQTT payload or topic is not a valid report
     ├── ReporterError                 MQTT reporting failed
     └── StoreError                    the collector's database failed
 
@@ -48,6 +49,10 @@ class BundleIntegrityError(BundleError):
 
 class RuntimeBackendError(EdgekitError):
     """An interpreter backend cannot load or run a model."""
+
+
+class PayloadError(EdgekitError):
+    """A message payload or topic does not follow the wire schema."""
 
 
 class ReporterError(EdgekitError):
