@@ -41,6 +41,7 @@ def _data(size: int):
 
 def _model(split, size: int, epochs: int, train_n: int):
     import keras
+
     from edgekit.converters import examples
 
     path = OUT / f"mobilenet-fmnist-{size}-e{epochs}-n{train_n}.keras"
@@ -62,10 +63,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import baseline_litert_ptq as baseline
+
     from edgekit.converters.pipeline import BuildRequest, build
     from edgekit.converters.source import load_source
     from edgekit.converters.tflite_exporter import convert_float
-
     from edgekit.profiles import load_profile
 
     split = _data(args.size)

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgekit.converters._tf import keras
 
 from edgekit._optional import require
+from edgekit.converters._tf import keras
+from edgekit.converters.training import fit
 from edgekit.errors import DataError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -140,28 +141,11 @@ def train(
     y: np.ndarray,
     *,
     epochs: int,
-    batch_size: int = 64,
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> Any:
-    """Train a classifier (logits output) with Adam; ``on_epoch(epoch, accuracy)`` after each."""
-    k = keras()
-    k.utils.set_random_seed(seed)
-    model.compile(
-        optimizer=k.optimizers.Adam(1e-3),
-        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    callbacks = []
-    if on_epoch is not None:
-        report = on_epoch
-        callbacks.append(
-            k.callbacks.LambdaCallback(
-                on_epoch_end=lambda epoch, logs: report(epoch, float(logs.get("accuracy", 0.0)))
-            )
-        )
-    model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks)
-    return model
+    """Train a fresh classifier (Adam 1e-3); ``on_epoch(epoch, accuracy)`` after each epoch."""
+    return fit(model, x, y, epochs=epochs, seed=seed, on_epoch=on_epoch)
 
 
 def accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:

@@ -36,15 +36,72 @@ class AccuracyFigures(_Frozen):
     metric: Literal["top1", "agreement", "sqnr_db"] | None
     fp32: float | None
     quantized: float | None
-    drop_pt: float | None
+    drop_pt: float | None  # fp32 of the unpruned model minus the final artifact
     samples: int
     data: str | None
+    pruned_fp32: float | None = None  # the pruned model before quantization
 
 
 class SizeFigures(_Frozen):
     fp32_bytes: int
     model_bytes: int
     ratio: float
+    # What a board downloads when the artifact travels compressed: what pruning buys in transfer.
+    fp32_gzip_bytes: int
+    gzip_bytes: int
+    gzip_ratio: float
+
+
+class PrunedKernel(_Frozen):
+    """A kernel in the Keras model after pruning."""
+
+    layer: str
+    weight: str
+    size: int
+    target: float
+    achieved: float
+
+
+class PrunedChannels(_Frozen):
+    """A layer's output channels before and after structured pruning."""
+
+    layer: str
+    before: int
+    after: int
+    skipped: str
+
+
+class ArtifactWeight(_Frozen):
+    """Sparsity of a weight tensor as stored in the artifact."""
+
+    op: str
+    tensor: str
+    size: int
+    sparsity: float
+
+
+class PruneAttempt(_Frozen):
+    """One sparsity tried by --auto-sparsity."""
+
+    sparsity: float
+    drop_pt: float | None
+    within_budget: bool
+
+
+class PruningFigures(_Frozen):
+    kind: Literal["magnitude", "structured"]
+    target: float
+    schedule: str
+    artifact_sparsity: float  # zeros over all kernels of the artifact's weighted ops
+    params_before: int
+    params_after: int
+    nonzero_params_after: int
+    macs_before: int
+    macs_after: int
+    kernels: tuple[PrunedKernel, ...]
+    channels: tuple[PrunedChannels, ...]
+    artifact_weights: tuple[ArtifactWeight, ...]
+    attempts: tuple[PruneAttempt, ...]
 
 
 class LatencyFigures(_Frozen):
@@ -94,6 +151,7 @@ class BuildReport(_Frozen):
     macs: int
     params: int
     est_ram_mb: float
+    pruning: PruningFigures | None
     ops: tuple[OpTableRow, ...]
     float_ops: tuple[str, ...]
     refused_ops: tuple[str, ...]

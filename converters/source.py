@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgekit.converters._errors import first_line
-from edgekit.converters._tf import keras, tensorflow
 
 from edgekit.bundle import sha256_file
+from edgekit.converters._errors import first_line
+from edgekit.converters._tf import keras, tensorflow
 from edgekit.errors import ConversionError
 from edgekit.manifest import TensorSpec
 
@@ -27,6 +27,7 @@ _H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 class SourceModel:
     """A model ready for conversion."""
 
+    path: Path
     name: str
     kind: str  # "keras" | "h5" | "saved_model"
     sha256: str
@@ -67,13 +68,14 @@ def load_source(path: Path, *, work_dir: Path) -> SourceModel:
         raise ConversionError(
             f"unsupported model file {path}: expected .keras, .h5 or a SavedModel directory"
         )
-    model = _load_keras(path)
+    model = load_keras_model(path)
     export_dir = work_dir / "saved_model"
     try:
         model.export(str(export_dir), format="tf_saved_model", verbose=False)
     except Exception as exc:  # Keras raises many types here; all mean "cannot export"
         raise ConversionError(f"cannot export {path} to a SavedModel: {first_line(exc)}") from exc
     return SourceModel(
+        path=path,
         name=path.stem,
         kind=kind,
         sha256=sha256_file(path),
@@ -83,7 +85,8 @@ def load_source(path: Path, *, work_dir: Path) -> SourceModel:
     )
 
 
-def _load_keras(path: Path) -> Any:
+def load_keras_model(path: Path) -> Any:
+    """Load a .keras or .h5 model (without compiling it), with safe_mode on."""
     k = keras()
     try:
         # safe_mode stays on: a model file must not be able to run arbitrary code (Lambda layers).
@@ -109,6 +112,7 @@ def _from_saved_model(path: Path) -> SourceModel:
         digest.update(file.relative_to(path).as_posix().encode())
         digest.update(file.read_bytes())
     return SourceModel(
+        path=path,
         name=path.name,
         kind="saved_model",
         sha256=digest.hexdigest(),

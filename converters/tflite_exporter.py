@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from edgekit.converters._errors import first_line
 from edgekit.converters._tf import tensorflow
-
 from edgekit.errors import ConversionError, DataError
 from edgekit.profiles import Build, IODtype, Quantization
 from edgekit.progress import Progress, SilentProgress

@@ -51,12 +51,34 @@ class OpRow:
 
 
 @dataclass(frozen=True)
+class WeightInfo:
+    """A constant weight tensor of a weighted op (conv, depthwise, fully connected)."""
+
+    op: str
+    tensor: str
+    size: int
+    zeros: int  # elements exactly zero in the stored data (int8: quantized value 0)
+
+
+@dataclass(frozen=True)
 class ModelStats:
     """Figures read from an artifact."""
 
     ops: tuple[OpInfo, ...]
     params: int
     arena_bytes: int  # largest working set of one op: a lower bound of the activation arena
+    weights: tuple[WeightInfo, ...] = ()
+
+    @property
+    def weight_sparsity(self) -> float:
+        """Fraction of zeros over all kernels of weighted ops (biases not counted)."""
+        total = sum(w.size for w in self.weights)
+        return sum(w.zeros for w in self.weights) / total if total else 0.0
+
+    @property
+    def nonzero_params(self) -> int:
+        """Kernel elements that are not zero (biases not counted)."""
+        return sum(w.size - w.zeros for w in self.weights)
 
     @property
     def macs(self) -> int:
@@ -105,6 +127,7 @@ def inspect_tflite(content: bytes) -> ModelStats:
     ops: list[OpInfo] = []
     weight_tensors: set[int] = set()
     dequantized_from: dict[int, int] = {}  # output of a weight DEQUANTIZE -> its constant input
+    kernels: list[WeightInfo] = []
     arena = 0
     for i in range(graph.OperatorsLength()):
         operator = graph.Operators(i)
@@ -119,6 +142,22 @@ def inspect_tflite(content: bytes) -> ModelStats:
             dequantized_from[outputs[0]] = inputs[0]
         if name in _WEIGHTED_OPS:
             weight_tensors.update(dequantized_from.get(t, t) for t in inputs[1:])
+            # The kernel is input 1 of every weighted op (TRANSPOSE_CONV included).
+            kernel = inputs[1] if len(inputs) > 1 else None
+            if kernel is not None:
+                kernel = dequantized_from.get(kernel, kernel)
+                if constant[kernel]:
+                    data = _tensor_data(
+                        content, model.Buffers(tensors[kernel].Buffer()), dtypes[kernel]
+                    )
+                    kernels.append(
+                        WeightInfo(
+                            op=name,
+                            tensor=tensors[kernel].Name().decode(errors="replace"),
+                            size=int(data.size),
+                            zeros=int(np.count_nonzero(data == 0)),
+                        )
+                    )
         ops.append(
             OpInfo(
                 op=name,
@@ -129,7 +168,17 @@ def inspect_tflite(content: bytes) -> ModelStats:
         live = [t for t in inputs + outputs if not constant[t]]
         arena = max(arena, sum(_nbytes(shapes[t], dtypes[t]) for t in live))
     params = sum(int(np.prod(shapes[t])) for t in weight_tensors if constant[t])
-    return ModelStats(ops=tuple(ops), params=params, arena_bytes=arena)
+    return ModelStats(ops=tuple(ops), params=params, arena_bytes=arena, weights=tuple(kernels))
+
+
+def _tensor_data(content: bytes, buffer: Any, dtype: str) -> np.ndarray:
+    if dtype == "other":
+        return np.zeros(0, dtype=np.uint8)
+    if buffer.DataLength():
+        raw = buffer.DataAsNumpy().tobytes()
+    else:  # models over 2 GB keep tensor data after the flatbuffer, addressed by offset
+        raw = content[buffer.Offset() : buffer.Offset() + buffer.Size()]
+    return np.frombuffer(raw, dtype=np.dtype(dtype))
 
 
 def _has_data(buffer: Any) -> bool:

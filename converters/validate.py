@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from edgekit.runtime.backend import open_backend
-from edgekit.runtime.benchmark import measure_latency
-from edgekit.runtime.predict import Predictor
-from edgekit.runtime.quantization import to_model_dtype
 
 from edgekit import metrics
 from edgekit.datasets import LabelledData
 from edgekit.progress import Progress, SilentProgress
+from edgekit.runtime.backend import open_backend
+from edgekit.runtime.benchmark import measure_latency
+from edgekit.runtime.predict import Predictor
+from edgekit.runtime.quantization import to_model_dtype
 from edgekit.schema import LatencyStats
 
 Metric = Literal["top1", "agreement", "sqnr_db"]
@@ -30,6 +30,7 @@ class Accuracy:
     drop_pt: float | None  # percentage points lost; None for SQNR, which has no "drop"
     samples: int
     data: str  # which data it was measured on
+    pruned_fp32: float | None = None  # the pruned model before quantization, when pruned
 
 
 @dataclass(frozen=True)
@@ -46,25 +47,34 @@ def compare(
     data: LabelledData,
     *,
     data_label: str,
+    pruned_fp32_model: bytes | None = None,
     threads: int = 1,
     progress: Progress | None = None,
 ) -> Comparison:
-    """Run both artifacts on ``data`` with LiteRT and compare them."""
+    """Run the fp32 baseline, the final artifact (and the pruned fp32 model) on ``data``."""
     progress = progress or SilentProgress()
-    outputs = []
-    for label, content in (("fp32", fp32_model), ("quantized", quant_model)):
+    models = {"fp32": fp32_model, "quantized": quant_model}
+    if pruned_fp32_model is not None:
+        models["pruned fp32"] = pruned_fp32_model
+    outputs = {}
+    for label, content in models.items():
         predictor = Predictor(open_backend("litert", content, threads=threads), batch_size=64)
         with progress.task(f"Evaluating {label}", total=len(data)) as task:
-            outputs.append(predictor.predict(data.x, task=task))
-    ref, test = outputs
+            outputs[label] = predictor.predict(data.x, task=task)
+    ref, test, pruned = outputs["fp32"], outputs["quantized"], outputs.get("pruned fp32")
     if metrics.is_classifier_output(ref) and data.y is not None:
-        fp32, quant = metrics.top1(ref, data.y), metrics.top1(test, data.y)
-        acc = Accuracy("top1", fp32, quant, fp32 - quant, len(data), data_label)
+        labels = data.y
+        fp32, quant = metrics.top1(ref, labels), metrics.top1(test, labels)
+        mid = None if pruned is None else metrics.top1(pruned, labels)
+        acc = Accuracy("top1", fp32, quant, fp32 - quant, len(data), data_label, mid)
     elif metrics.is_classifier_output(ref):
         agree = metrics.agreement(test, ref)
-        acc = Accuracy("agreement", 100.0, agree, 100.0 - agree, len(data), data_label)
+        mid = None if pruned is None else metrics.agreement(pruned, ref)
+        acc = Accuracy("agreement", 100.0, agree, 100.0 - agree, len(data), data_label, mid)
     else:
-        acc = Accuracy("sqnr_db", None, metrics.sqnr_db(ref, test), None, len(data), data_label)
+        sqnr = metrics.sqnr_db(ref, test)
+        mid = None if pruned is None else metrics.sqnr_db(ref, pruned)
+        acc = Accuracy("sqnr_db", None, sqnr, None, len(data), data_label, mid)
     return Comparison(accuracy=acc, fp32_outputs=ref)
 
 

@@ -100,6 +100,21 @@ class BuildMetrics(_Frozen):
     est_ram_mb: float
     host_p50_ms_fp32: float | None = None
     host_p50_ms: float | None = None
+    gzip_bytes: int | None = None
+
+
+class PruningInfo(_Frozen):
+    """How the model was pruned, with the sparsity read back from the artifact."""
+
+    kind: Literal["magnitude", "structured"]
+    target: float
+    achieved: float  # zeros over all kernels of weighted ops in the artifact
+    schedule: str
+    tensors: dict[str, float]  # artifact weight tensor -> its sparsity
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
 
 
 class Manifest(_Frozen):
@@ -118,6 +133,7 @@ class Manifest(_Frozen):
     preferred: FileName
     files: dict[FileName, FileEntry]
     metrics: BuildMetrics
+    pruning: PruningInfo | None = None
     # True when the build missed a budget and the user chose to bundle it anyway.
     budget_override: bool = False
     eval_sample: FileName | None = None

@@ -49,6 +49,14 @@ class ModelFormat(StrEnum):
     ONNX = "onnx"
 
 
+class PruneKind(StrEnum):
+    """How a model is pruned before quantization."""
+
+    NONE = "none"
+    MAGNITUDE = "magnitude"  # zero the smallest weights: smaller gzip transfers, same dense MACs
+    STRUCTURED = "structured"  # remove whole filters/channels: fewer MACs on dense CPU kernels
+
+
 class BackendName(StrEnum):
     """Interpreter used on the board."""
 
@@ -86,6 +94,9 @@ class Build:
     calibration_samples: Annotated[int, Field(ge=1, le=100_000)] = 300
     # With int8: let ops the int8 kernels lack stay float (True) or fail the build naming them.
     allow_float_fallback: bool = True
+    prune: PruneKind = PruneKind.NONE
+    # Fraction of weights (magnitude) or of channels (structured) to remove, in [0, 1).
+    sparsity: Annotated[float, Field(ge=0, lt=1)] = 0.0
     # Ops the board cannot run (e.g. outside the Edge TPU compiler's list); found in the artifact
     # they fail the build's checks.
     unsupported_ops: tuple[str, ...] = ()

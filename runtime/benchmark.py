@@ -10,9 +10,9 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from edgekit.runtime.backend import Backend
 
 from edgekit.progress import Task
+from edgekit.runtime.backend import Backend
 from edgekit.schema import LatencyStats
 
 

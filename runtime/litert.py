@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekit.runtime.tflite_interpreter import InterpreterBackend
-
 from edgekit._optional import require
+from edgekit.runtime.tflite_interpreter import InterpreterBackend
 
 
 class LiteRTBackend(InterpreterBackend):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from edgekit.runtime.backend import Backend
-from edgekit.runtime.quantization import to_float, to_model_dtype
 
 from edgekit.errors import RuntimeBackendError
 from edgekit.progress import Task
+from edgekit.runtime.backend import Backend
+from edgekit.runtime.quantization import to_float, to_model_dtype
 
 
 class Predictor:

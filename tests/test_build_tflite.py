@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgekit.converters.pipeline import BuildRequest, build
 from edgekit_testing import assert_one_clear_error, run_edgekit
 
 from edgekit.bundle import verify_bundle
+from edgekit.converters.pipeline import BuildRequest, build
 from edgekit.profiles import load_profile
 
 

@@ -17,7 +17,7 @@ from edgekit.cli._output import (
     warning_line,
 )
 from edgekit.datasets import PixelRange
-from edgekit.profiles import load_profile
+from edgekit.profiles import PruneKind, load_profile
 
 if TYPE_CHECKING:  # the converters (and TensorFlow) load only when a build runs
     from edgekit.converters.report import BuildReport
@@ -83,6 +83,39 @@ def build(
     archive: Annotated[
         bool, typer.Option("--archive", help="Also pack the bundle as BUNDLE.tar.gz.")
     ] = False,
+    prune: Annotated[
+        PruneKind | None,
+        typer.Option(
+            help="Prune before quantizing: magnitude (zeros, smaller gzip) or structured "
+            "(fewer channels, fewer MACs) [default: the profile's].",
+            show_default=False,
+        ),
+    ] = None,
+    sparsity: Annotated[
+        float | None,
+        typer.Option(
+            help="Fraction in [0, 1) of weights (magnitude) or channels (structured) to remove "
+            "[default: the profile's].",
+            show_default=False,
+        ),
+    ] = None,
+    train: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labelled training data (.npz with x and y, or an image folder) to fine-tune "
+            "the pruned model; without it pruning is one-shot.",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs with --train.")] = 2,
+    auto_sparsity: Annotated[
+        bool,
+        typer.Option(
+            "--auto-sparsity",
+            help="If the pruned model misses the accuracy budget, step the sparsity back by 0.1 "
+            "until it fits.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Convert MODEL for a device profile, validate it, and write a bundle.
@@ -108,6 +141,11 @@ def build(
         eval_data=eval_data,
         pixel_range=pixel_range,
         allow_over_budget=allow_over_budget,
+        prune=prune,
+        sparsity=sparsity,
+        train_data=train,
+        epochs=epochs,
+        auto_sparsity=auto_sparsity,
     )
     with native_stderr_diverted():
         report = run_build(request, progress=RichProgress(enabled=not quiet))
@@ -161,6 +199,27 @@ def _print_report(report: BuildReport) -> None:
         f"({sizes.ratio:.2f}x)",
     )
     summary.add_row("MACs / params", f"{report.macs:,} / {report.params:,}")
+    summary.add_row(
+        "gzip size",
+        f"fp32 {sizes.fp32_gzip_bytes / 1024:.1f} KiB -> {sizes.gzip_bytes / 1024:.1f} KiB "
+        f"({sizes.gzip_ratio:.2f}x)",
+    )
+    if report.pruning is not None:
+        p = report.pruning
+        summary.add_row(
+            f"pruning ({p.kind}, {p.schedule})",
+            f"target {p.target:.0%}, artifact kernels {p.artifact_sparsity:.1%} zero; "
+            f"MACs {p.macs_before:,} -> {p.macs_after:,}; "
+            f"non-zero params {p.nonzero_params_after:,} of {p.params_after:,}",
+        )
+        if acc.pruned_fp32 is not None:
+            summary.add_row("pruned fp32", _fmt(acc.pruned_fp32, unit=" %"))
+        for attempt in p.attempts if len(p.attempts) > 1 else ():
+            summary.add_row(
+                f"  tried sparsity {attempt.sparsity:.2f}",
+                f"drop {_fmt(attempt.drop_pt)} pt, "
+                + ("within budget" if attempt.within_budget else "over budget"),
+            )
     summary.add_row(
         f"latency on {report.profile.name} (est.)",
         f"fp32 {lat.est_target_fp32_ms:.3f} ms -> {lat.est_target_ms:.3f} ms",
