@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from edgekit_testing import REPO
 
+pytest_plugins = ["fixtures_mqtt"]
+
 
 @pytest.fixture(autouse=True)
 def _clean_edgekit_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
