@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from edgekit_testing import REPO
 
-pytest_plugins = ["fixtures_mqtt"]
+pytest_plugins = ["fixtures_mqtt", "fixtures_collector"]
 
 
 @pytest.fixture(autouse=True)

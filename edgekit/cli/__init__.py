@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from edgekit.cli import build, example, profiles, verify
+from edgekit.cli import build, collect, example, profiles, report, verify
 from edgekit.cli._output import error_line
 from edgekit.errors import EdgekitError
 
@@ -25,6 +25,8 @@ app.command("build")(build.build)
 app.command("verify")(verify.verify)
 app.command("example")(example.example)
 app.add_typer(profiles.app, name="profiles")
+app.command("collect")(collect.collect)
+app.command("report")(report.report)
 
 EXIT_BAD_INPUT = 2
 
