@@ -135,25 +135,29 @@ class MosquittoBroker:
                 f"keyfile {tls.server_key}",
                 "require_certificate true",
             ]
+        self.password_file = folder / "passwords"
         if credentials is None:
             lines.append("allow_anonymous true")
         else:
-            password_file = folder / "passwords"
-            subprocess.run(
-                [
-                    "mosquitto_passwd",
-                    "-b",
-                    "-c",
-                    str(password_file),
-                    credentials.username,
-                    credentials.password,
-                ],
-                check=True,
-                capture_output=True,
-                timeout=10,
-            )
-            lines += ["allow_anonymous false", f"password_file {password_file}"]
+            self.set_password(credentials)
+            lines += ["allow_anonymous false", f"password_file {self.password_file}"]
         self.conf.write_text("\n".join(lines) + "\n")
+
+    def set_password(self, credentials: Credentials) -> None:
+        """Make the password file hold only this user; a running broker reads it on restart."""
+        subprocess.run(
+            [
+                "mosquitto_passwd",
+                "-b",
+                "-c",
+                str(self.password_file),
+                credentials.username,
+                credentials.password,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
 
     @property
     def url(self) -> str:
