@@ -149,12 +149,13 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
 
-def start_mosquitto(folder: Path, *, max_inflight: int = 20) -> Mosquitto:
-    """Start Mosquitto on a free port with a config in ``folder``; the caller stops it."""
+def start_mosquitto(folder: Path, *, port: int | None = None, max_inflight: int = 20) -> Mosquitto:
+    """Start Mosquitto (on a free port unless given) with a config in ``folder``; the caller
+    stops it."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
         pytest.fail("mosquitto is not installed (bash .ci/setup installs it)")
-    port = free_port()
+    port = port or free_port()
     folder.mkdir(parents=True, exist_ok=True)
     conf, log = folder / "mosquitto.conf", folder / "mosquitto.log"
     conf.write_text(
@@ -232,3 +233,65 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         pytest.skip(f"no PostgreSQL on {PG_HOST}:{PG_PORT}")
     with postgres_database() as url:
         yield url
+
+
+# -- publishing and waiting ------------------------------------------------------------------
+
+
+def publish_all(
+    port: int,
+    messages: list[tuple[str, bytes]],
+    *,
+    qos: int = 1,
+    retain: bool = False,
+    client_id: str | None = None,
+    timeout_s: float = 30.0,
+) -> None:
+    """Publish with a plain paho client and wait for every PUBACK."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id or f"test-pub-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.max_inflight_messages_set(200)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port, keepalive=30)
+    client.loop_start()
+    try:
+        infos = [client.publish(t, p, qos=qos, retain=retain) for t, p in messages]
+        deadline = time.monotonic() + timeout_s
+        for info in infos:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            assert info.is_published(), "broker did not acknowledge a publish in time"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def report_message(report: Report, *, prefix: str = "edgekit/v1") -> tuple[str, bytes]:
+    """(topic, payload) as the device publishes it."""
+    return f"{prefix}/{report.device_id}/report", report.to_json()
+
+
+def wait_until(predicate, *, timeout_s: float = 30.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until true; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def table_rows(url: str, sql: str) -> list[tuple]:
+    """Rows of a plain SQL query on a store, read with a separate engine."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
