@@ -75,7 +75,6 @@ def fashion_cnn(request: pytest.FixtureRequest) -> TrainedModel:
 def rpi4_build(fashion_cnn, tmp_path_factory):
     """The Fashion-MNIST CNN built for rpi4 (int8): (build report, bundle directory)."""
     from edgekit.converters.pipeline import BuildRequest, build
-
     from edgekit.profiles import load_profile
 
     out = tmp_path_factory.mktemp("rpi4") / "bundle"
