@@ -35,7 +35,9 @@ def collect(
     broker: Annotated[
         str,
         typer.Option(
-            envvar="EDGEKIT_BROKER", help="MQTT broker: mqtt://[user:password@]host[:port]."
+            envvar="EDGEKIT_BROKER",
+            help="MQTT broker URL: mqtt://host:port or mqtt://user:password@host:port; "
+            "mqtts:// for TLS.",
         ),
     ] = _DEFAULT_BROKER,
     db: Annotated[
@@ -60,9 +62,9 @@ def collect(
         str | None,
         typer.Option(
             envvar="EDGEKIT_COLLECTOR_ID",
-            help="Fixed MQTT client id of this collector's persistent session "
-            "[default: edgekit-collector, or edgekit-collector-GROUP-HOST with --share]. "
-            "Each collector of a share group needs its own.",
+            help="Fixed MQTT client id of this collector's persistent session; each collector "
+            "of a share group needs its own. Default: edgekit-collector, or "
+            "edgekit-collector-GROUP-HOSTNAME with --share.",
             show_default=False,
         ),
     ] = None,
@@ -86,8 +88,7 @@ def collect(
 ) -> None:
     """Store the fleet's reports, statuses and rejected messages until Ctrl-C or SIGTERM.
 
-    Each message is acknowledged to the broker only after its row is committed; duplicates (by
-    message id) are dropped.
+    A message is acknowledged only after its row is committed; repeated message ids are dropped.
     """
     import socket
 

@@ -123,7 +123,7 @@ class Store:
                 raise StoreError(f"no SQLite database at {path or '(memory)'!r}")
         self._engine = _engine(parsed.render_as_string(hide_password=False), timeout_s)
         if create:
-            with self._guard("creating the tables"):
+            with self._guard("opening the database"):
                 Base.metadata.create_all(self._engine)
         else:
             with self._guard("opening the database"):
