@@ -165,12 +165,14 @@ def start_mosquitto(folder: Path, *, port: int | None = None, max_inflight: int 
         # Queued QoS 1 messages for a disconnected persistent session (the outage test).
         "max_queued_messages 100000\n"
         f"max_inflight_messages {max_inflight}\n"
-        f"log_dest file {log}\n"
-        "log_type error\nlog_type warning\nlog_type notice\n"
+        # Logged to stderr, which goes to a file we opened: mosquitto drops root privileges
+        # and could not open a file in tmp_path itself.
+        "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
     )
-    process = subprocess.Popen(
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    with log.open("ab") as log_file:
+        process = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=log_file
+        )
     try:
         wait_for_port(port, proc=process)
     except Exception:

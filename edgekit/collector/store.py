@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +212,7 @@ class Store:
             stored = self.message_ids([i.report.message_id for i in fresh], conn=conn)
             fresh = [i for i in fresh if i.report.message_id not in stored]
         if fresh:
-            conn.execute(insert(_reports), [_report_row(i) for i in fresh])
+            _insert_reports(conn, fresh)
         changes = self._record_statuses(conn, plan.statuses)
         if plan.rejections:
             conn.execute(insert(_rejected), [_rejected_row(r) for r in plan.rejections])
@@ -446,6 +446,41 @@ def _insert_missing(conn: Connection, table: Table, key: str, rows: list[dict[st
         conn.execute(insert(table), missing)
 
 
+def _utc(value: datetime) -> datetime:
+    # SQLite's DATETIME keeps wall-clock digits and drops the offset: store UTC everywhere.
+    return value.astimezone(UTC)
+
+
+_REPORT_COLUMNS = tuple(c.name for c in _reports.columns if c.name != "id")
+_SQLITE_INSERT_REPORTS = (
+    f"INSERT INTO reports ({', '.join(_REPORT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _REPORT_COLUMNS)})"
+)
+
+
+def _insert_reports(conn: Connection, items: list[AcceptedReport]) -> None:
+    """Insert report rows; on SQLite straight through the driver's executemany.
+
+    Measured on the collector's ingest path: SQLAlchemy's per-row parameter processing and the
+    dict per row cost ~15 us of ~110 us per message, the difference between missing and meeting
+    10,000 reports/s. The text written for timestamps is exactly what SQLAlchemy's SQLite
+    DateTime type writes and reads back.
+    """
+    if conn.dialect.name != "sqlite":
+        conn.execute(
+            insert(_reports),
+            [dict(zip(_REPORT_COLUMNS, _report_values(i), strict=True)) for i in items],
+        )
+        return
+    conn.exec_driver_sql(
+        _SQLITE_INSERT_REPORTS, [_report_values(i, time=_sqlite_time) for i in items]
+    )
+
+
+def _sqlite_time(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 def _bundle_row(report: Report, received_at: datetime) -> dict[str, Any]:
     build = report.build
     return {
@@ -463,41 +498,42 @@ def _bundle_row(report: Report, received_at: datetime) -> dict[str, Any]:
     }
 
 
-def _report_row(item: AcceptedReport) -> dict[str, Any]:
+def _report_values(item: AcceptedReport, *, time: Any = _utc) -> tuple[Any, ...]:
+    """One reports row, in ``_REPORT_COLUMNS`` order."""
     r, lat, acc = item.report, item.report.latency, item.report.accuracy
-    return {
-        "message_id": r.message_id,
-        "device_id": r.device_id,
-        "bundle_digest": r.bundle_digest,
-        "bundle_id": r.bundle_id,
-        "profile": r.profile,
-        "format": r.format,
-        "backend": r.backend,
-        "backend_version": r.backend_version,
-        "threads": r.threads,
-        "sequence": r.sequence,
-        "started_at": r.started_at,
-        "finished_at": r.finished_at,
-        "received_at": item.received_at,
-        "latency_count": lat.count,
-        "mean_ms": lat.mean_ms,
-        "std_ms": lat.std_ms,
-        "min_ms": lat.min_ms,
-        "p50_ms": lat.p50_ms,
-        "p90_ms": lat.p90_ms,
-        "p99_ms": lat.p99_ms,
-        "max_ms": lat.max_ms,
-        "init_ms": lat.init_ms,
-        "first_ms": lat.first_ms,
-        "accuracy_metric": acc.metric if acc else None,
-        "accuracy_value": acc.value if acc else None,
-        "accuracy_samples": acc.samples if acc else None,
-        "peak_rss_mb": r.peak_rss_mb,
-        "est_latency_ms": r.build.est_latency_ms,
-        "dropped_reports": r.dropped_reports,
-        "workload_inputs": r.workload_inputs,
-        "raw_json": (item.raw if item.raw is not None else r.to_json()).decode(),
-    }
+    return (
+        r.message_id,
+        r.device_id,
+        r.bundle_digest,
+        r.bundle_id,
+        r.profile,
+        r.format,
+        r.backend,
+        r.backend_version,
+        r.threads,
+        r.sequence,
+        time(r.started_at),
+        time(r.finished_at),
+        time(item.received_at),
+        lat.count,
+        lat.mean_ms,
+        lat.std_ms,
+        lat.min_ms,
+        lat.p50_ms,
+        lat.p90_ms,
+        lat.p99_ms,
+        lat.max_ms,
+        lat.init_ms,
+        lat.first_ms,
+        acc.metric if acc else None,
+        acc.value if acc else None,
+        acc.samples if acc else None,
+        r.peak_rss_mb,
+        r.build.est_latency_ms,
+        r.dropped_reports,
+        r.workload_inputs,
+        (item.raw if item.raw is not None else r.to_json()).decode(),
+    )
 
 
 def _rejected_row(item: Rejection) -> dict[str, Any]:
