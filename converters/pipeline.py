@@ -1,4 +1,10 @@
-"""``edgekit build``: load -> prune (-> fine-tune) -> quantize -> export -> validate -> bundle."""
+"""``edgekit build``: load -> prune (-> fine-tune) -> quantize -> export -> validate -> bundle.
+
+Per format the profile asks for (and the model can be built to), an :class:`Exporter` makes the
+fp32 baseline and the quantized artifact; both run in the real interpreter on the eval data. When
+int8 misses the accuracy budget, the layers that cost most stay float until it fits. Budgets are
+checked per artifact; the bundle is written only when every artifact passes, or the user says so.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,11 +26,15 @@ from edgekit._version import __version__
 from edgekit.bundle import write_bundle
 from edgekit.converters import report as rpt
 from edgekit.converters.budgets import check_budgets
+from edgekit.converters.fallback import FallbackOutcome, keep_layers_float
+from edgekit.converters.formats import Exporter, Quantized
+from edgekit.converters.model_stats import ModelStats
+from edgekit.converters.onnx_exporter import OnnxExporter, keras_to_onnx
+from edgekit.converters.onnx_source import OnnxModel, fix_shapes
 from edgekit.converters.prune import PruneOutcome, PruneSpec, prune
 from edgekit.converters.source import SourceModel, load_source
-from edgekit.converters.tflite_exporter import TFLiteArtifact, convert, convert_float
-from edgekit.converters.tflite_inspect import ModelStats, inspect_tflite
-from edgekit.converters.validate import Accuracy, compare, host_latency
+from edgekit.converters.tflite_exporter import TFLiteExporter
+from edgekit.converters.validate import Accuracy, accuracy_of, host_latency, outputs_of
 from edgekit.datasets import LabelledData, PixelRange, load_data
 from edgekit.errors import ConversionError, DataError
 from edgekit.manifest import (
@@ -33,17 +44,17 @@ from edgekit.manifest import (
     Manifest,
     ProfileRef,
     PruningInfo,
-    TensorSpec,
 )
 from edgekit.manifest import SourceModel as SourceRef
-from edgekit.profiles import DeviceProfile, ModelFormat, PruneKind, Quantization
+from edgekit.profiles import DeviceProfile, IODtype, ModelFormat, PruneKind, Quantization
 from edgekit.progress import Progress, SilentProgress
 from edgekit.runtime.backend import open_backend
 from edgekit.schema import LatencyStats
 
-MODEL_FILE = "model.tflite"
 EVAL_SAMPLE_FILE = "eval_sample.npz"
 REPORT_FILE = "build_report.json"
+# Samples the accuracy fallback compares layer by layer.
+RANKING_SAMPLES = 64
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,10 @@ class BuildRequest:
     train_data: Path | None = None
     epochs: int = 2
     auto_sparsity: bool = False
+    # ONNX inputs with dynamic axes: input name -> shape of one sample (no batch axis).
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # None takes the profile's accuracy_fallback.
+    accuracy_fallback: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -74,18 +89,56 @@ class _Data:
     evaluation: LabelledData | None
     train: LabelledData | None
 
+    def for_accuracy(self) -> tuple[LabelledData | None, str]:
+        """Labelled eval data, else calibration data compared with fp32 (agreement)."""
+        if self.evaluation is not None:
+            return self.evaluation, "eval data"
+        if self.calibration is not None:
+            return self.calibration.without_labels(), "calibration data (no --eval)"
+        return None, ""
+
 
 @dataclass
-class _Candidate:
-    """One artifact the pipeline made, with what validating it found."""
+class _Built:
+    """One artifact of one format, validated."""
 
-    artifact: TFLiteArtifact
+    exporter: Exporter
+    baseline: Exporter  # the unpruned model in the same format
+    quantized: Quantized
     stats: ModelStats
     pruning: PruneOutcome | None = None
-    data: LabelledData | None = None
     accuracy: Accuracy | None = None
-    fp32_outputs: np.ndarray | None = None
+    fallback: FallbackOutcome | None = None
+    plain_drop_pt: float | None = None
     warnings: list[str] = field(default_factory=list)
+    host: tuple[LatencyStats | None, LatencyStats | None] = (None, None)
+
+
+class _Reference:
+    """fp32 outputs of each format's unpruned baseline on the accuracy data, computed once."""
+
+    def __init__(self, data: LabelledData | None, threads: int, progress: Progress) -> None:
+        self.data = data
+        self._threads = threads
+        self._progress = progress
+        self._outputs: dict[ModelFormat, np.ndarray] = {}
+
+    def outputs(self, exporter: Exporter) -> np.ndarray:
+        if exporter.format not in self._outputs:
+            assert self.data is not None
+            self._outputs[exporter.format] = self.run(exporter.float_model(), exporter, "fp32")
+        return self._outputs[exporter.format]
+
+    def run(self, content: bytes, exporter: Exporter, label: str) -> np.ndarray:
+        assert self.data is not None
+        return outputs_of(
+            content,
+            self.data,
+            backend=exporter.backend,
+            threads=self._threads,
+            label=f"{label} ({exporter.format.value})",
+            progress=self._progress,
+        )
 
 
 def build(request: BuildRequest, *, progress: Progress | None = None) -> rpt.BuildReport:
@@ -96,36 +149,50 @@ def build(request: BuildRequest, *, progress: Progress | None = None) -> rpt.Bui
     with tempfile.TemporaryDirectory(prefix="edgekit-build-") as tmp:
         work = Path(tmp)
         source = load_source(request.model, work_dir=work)
-        data = _load_data(request, _single_input(source, request.model))
-        fp32 = convert_float(source.saved_model_dir)
-        fp32_stats = inspect_tflite(fp32)
+        formats = _formats(request.profile, source)
+        data = _load_data(request, source)
+        source = _pin_onnx_shapes(source, data, request.input_shapes)
+        accuracy_data, data_label = data.for_accuracy()
+        reference = _Reference(accuracy_data, _host_threads(request.profile), progress)
+        baselines = {fmt: _exporter(fmt, source, None, work) for fmt in formats}
         tries = spec.step_back() if request.auto_sparsity and spec.active else [spec.sparsity]
-        attempts: list[_Candidate] = []
+        attempts: list[list[_Built]] = []
         for sparsity in tries:
-            attempt = _make_candidate(
-                request, source, dataclasses.replace(spec, sparsity=sparsity), data, fp32, work,
-                progress,
-            )  # fmt: skip
-            attempts.append(attempt)
-            if _within_accuracy_budget(attempt, request.profile):
+            current = dataclasses.replace(spec, sparsity=sparsity)
+            pruning = None
+            if current.active:
+                pruning = prune(source, current, train=data.train, epochs=request.epochs,
+                                work_dir=work, progress=progress)  # fmt: skip
+            built = [
+                _build_format(
+                    request,
+                    baselines[fmt],
+                    _exporter(fmt, source, pruning, work),
+                    pruning,
+                    data,
+                    reference,
+                    data_label,
+                    progress,
+                )
+                for fmt in formats
+            ]
+            attempts.append(built)
+            if all(_within_accuracy_budget(b, request.profile) for b in built):
                 break
-    chosen = attempts[-1]
-    if not _within_accuracy_budget(chosen, request.profile):  # nothing met it: the best found
-        chosen = min(attempts, key=_drop)
-    host = _host_latencies(request, fp32, chosen, progress)
-    report = _report(request, source, fp32, fp32_stats, chosen, attempts, host, started)
+        chosen = attempts[-1]
+        if not all(_within_accuracy_budget(b, request.profile) for b in chosen):
+            chosen = min(attempts, key=lambda group: max(_drop(b) for b in group))
+        for b in chosen:
+            b.host = _host_latencies(request, b, accuracy_data, progress)
+        notes = _notes(baselines)
+    report = _report(request, source, chosen, attempts, notes, started)
     if report.status != "over_budget":
-        _write(request, source, chosen, report)
+        _write(request, source, chosen, report, reference)
     return report
 
 
 def _check_request(request: BuildRequest) -> PruneSpec:
     profile = request.profile
-    if ModelFormat.TFLITE not in profile.build.formats:
-        wanted = ", ".join(profile.build.formats)
-        raise ConversionError(
-            f"profile {profile.name} asks for {wanted}; this version of edgekit builds tflite only"
-        )
     if profile.build.quantization is Quantization.INT8 and request.calibration is None:
         raise DataError(
             f"profile {profile.name} quantizes to int8, which needs calibration data: "
@@ -140,27 +207,33 @@ def _check_request(request: BuildRequest) -> PruneSpec:
         raise DataError("--train is for fine-tuning after pruning; pass --prune and --sparsity")
     if request.auto_sparsity and not spec.active:
         raise DataError("--auto-sparsity needs pruning: pass --prune and --sparsity")
-    if request.auto_sparsity and request.eval_data is None and request.calibration is None:
-        raise DataError("--auto-sparsity needs --eval data to measure accuracy")
     if request.epochs < 1:
         raise DataError(f"--epochs must be at least 1, got {request.epochs}")
     return spec
 
 
-def _single_input(source: SourceModel, path: Path) -> TensorSpec:
-    if len(source.inputs) != 1 or len(source.outputs) != 1:
+def _formats(profile: DeviceProfile, source: SourceModel) -> list[ModelFormat]:
+    """The formats to build: the profile's, in preference order, that this model can become."""
+    producible = {
+        ModelFormat.TFLITE: source.saved_model_dir is not None,
+        ModelFormat.ONNX: source.onnx is not None or source.is_keras,
+    }
+    possible = [fmt for fmt in profile.build.formats if producible[fmt]]
+    if not possible:
+        wanted = ", ".join(f.value for f in profile.build.formats)
+        can = "onnx" if source.onnx is not None else "tflite"
         raise ConversionError(
-            f"{path}: models with {len(source.inputs)} inputs and {len(source.outputs)} outputs "
-            "are not supported yet (one of each is)"
+            f"profile {profile.name} builds {wanted}, but a {source.kind} model can only become "
+            f"{can} here; use a profile that lists {can}"
         )
-    return source.inputs[0]
+    return possible if profile.build.build_all_formats else possible[:1]
 
 
-def _load_data(request: BuildRequest, spec: TensorSpec) -> _Data:
+def _load_data(request: BuildRequest, source: SourceModel) -> _Data:
     def load(path: Path | None, role: str) -> LabelledData | None:
         if path is None:
             return None
-        return load_data(path, role=role, spec=spec, pixel_range=request.pixel_range)
+        return load_data(path, role=role, specs=source.inputs, pixel_range=request.pixel_range)
 
     calibration = load(request.calibration, "calibration")
     if calibration is not None:
@@ -168,83 +241,141 @@ def _load_data(request: BuildRequest, spec: TensorSpec) -> _Data:
     return _Data(calibration, load(request.eval_data, "eval"), load(request.train_data, "train"))
 
 
-def _make_candidate(
+def _pin_onnx_shapes(
+    source: SourceModel, data: _Data, given: dict[str, tuple[int, ...]]
+) -> SourceModel:
+    """Dynamic non-batch axes of an ONNX model take the data's (or --input-shape's) sizes."""
+    if source.onnx is None or not any(
+        None in spec.shape[1:] for spec in source.onnx.inputs
+    ):  # fmt: skip
+        return source
+    shapes = dict(given)
+    sample = data.calibration or data.evaluation
+    for i, spec in enumerate(source.onnx.inputs):
+        if spec.name not in shapes and sample is not None:
+            shapes[spec.name] = tuple(int(d) for d in sample.xs[i].shape[1:])
+    missing = [s.name for s in source.onnx.inputs if None in s.shape[1:] and s.name not in shapes]
+    if missing:
+        raise DataError(
+            f"input(s) {', '.join(missing)} have dynamic axes: pass calibration data or "
+            "--input-shape NAME:DIMxDIM..."
+        )
+    fixed = fix_shapes(source.onnx, shapes)
+    return dataclasses.replace(source, onnx=fixed, inputs=fixed.inputs)
+
+
+def _exporter(
+    fmt: ModelFormat, source: SourceModel, pruning: PruneOutcome | None, work: Path
+) -> Exporter:
+    if fmt is ModelFormat.TFLITE:
+        saved_model = pruning.saved_model_dir if pruning else source.saved_model_dir
+        assert saved_model is not None  # _formats only lists tflite for SavedModel sources
+        return TFLiteExporter(saved_model)
+    onnx_model: OnnxModel | None
+    if pruning is not None:
+        onnx_model = pruning.onnx
+        if onnx_model is None and pruning.keras_path is not None:
+            onnx_model = keras_to_onnx(pruning.keras_path, work)
+    else:
+        onnx_model = source.onnx if source.onnx is not None else keras_to_onnx(source.path, work)
+    assert onnx_model is not None
+    return OnnxExporter(onnx_model)
+
+
+def _build_format(
     request: BuildRequest,
-    source: SourceModel,
-    spec: PruneSpec,
+    baseline: Exporter,
+    exporter: Exporter,
+    pruning: PruneOutcome | None,
     data: _Data,
-    fp32: bytes,
-    work: Path,
+    reference: _Reference,
+    data_label: str,
     progress: Progress,
-) -> _Candidate:
-    pruning = None
-    model_dir = source.saved_model_dir
-    pruned_fp32 = None
-    if spec.active:
-        pruning = prune(
-            source, spec, train=data.train, epochs=request.epochs, work_dir=work, progress=progress
+) -> _Built:
+    build_cfg = request.profile.build
+    quantized = exporter.quantize(build_cfg, data.calibration, progress=progress)
+    built = _Built(exporter, baseline, quantized, exporter.inspect(quantized.content), pruning)
+    if quantized.refused_ops:
+        built.warnings.append(
+            f"int8-only conversion refused {', '.join(quantized.refused_ops)}; kept in float"
         )
-        model_dir = pruning.saved_model_dir
-        pruned_fp32 = convert_float(model_dir)
-    artifact = convert(
-        model_dir,
-        request.profile.build,
-        calibration=None if data.calibration is None else data.calibration.x,
-        progress=progress,
-    )
-    candidate = _Candidate(
-        artifact=artifact, stats=inspect_tflite(artifact.content), pruning=pruning
-    )
-    _validate(candidate, request, fp32, pruned_fp32, data, progress)
-    return candidate
+    if reference.data is None:
+        built.warnings.append("no --eval or --calibration data: accuracy was not measured")
+        return built
+    if data.evaluation is None:
+        built.warnings.append("no --eval data: accuracy is agreement with fp32 on calibration data")
+    ref = reference.outputs(baseline)
+    pruned = None
+    if pruning is not None:
+        pruned = reference.run(exporter.float_model(), exporter, "pruned fp32")
 
+    def evaluate(content: bytes) -> Accuracy:
+        test = reference.run(content, exporter, "quantized")
+        assert reference.data is not None
+        return accuracy_of(ref, test, reference.data, data_label=data_label, pruned=pruned)
 
-def _validate(
-    candidate: _Candidate,
-    request: BuildRequest,
-    fp32: bytes,
-    pruned_fp32: bytes | None,
-    data: _Data,
-    progress: Progress,
-) -> None:
-    evaluation, label = data.evaluation, "eval data"
-    if evaluation is None and data.calibration is not None:
-        evaluation, label = data.calibration.without_labels(), "calibration data (no --eval)"
-        candidate.warnings.append("no --eval data: accuracy is agreement with fp32 on calibration")
-    artifact = candidate.artifact
-    if artifact.refused_ops:
-        candidate.warnings.append(
-            f"int8-only conversion refused {', '.join(artifact.refused_ops)}; kept in float"
+    built.accuracy = evaluate(quantized.content)
+    built.plain_drop_pt = built.accuracy.drop_pt
+    if _fallback_applies(request, built):
+        assert reference.data is not None
+        outcome = keep_layers_float(
+            exporter,
+            build_cfg,
+            data.calibration,
+            first=quantized,
+            first_accuracy=built.accuracy,
+            sample=reference.data.take(RANKING_SAMPLES),
+            evaluate=evaluate,
+            budget_pt=request.profile.budgets.max_accuracy_drop_pt,
+            progress=progress,
         )
-    if candidate.stats.float_ops and request.profile.build.quantization is Quantization.INT8:
-        candidate.warnings.append(
-            "ops left in float in the int8 artifact: " + ", ".join(candidate.stats.float_ops)
+        built.fallback = outcome
+        built.quantized = outcome.quantized
+        built.accuracy = outcome.accuracy
+        built.stats = exporter.inspect(outcome.quantized.content)
+    if built.stats.float_ops and build_cfg.quantization is Quantization.INT8:
+        built.warnings.append(
+            "ops left in float in the int8 artifact: " + ", ".join(built.stats.float_ops)
         )
-    if evaluation is None:
-        candidate.warnings.append("no --eval or --calibration data: accuracy was not measured")
-        return
-    comparison = compare(
-        fp32,
-        artifact.content,
-        evaluation,
-        data_label=label,
-        pruned_fp32_model=pruned_fp32,
-        threads=_host_threads(request.profile),
-        progress=progress,
+    return built
+
+
+def _fallback_applies(request: BuildRequest, built: _Built) -> bool:
+    profile = request.profile
+    enabled = profile.build.accuracy_fallback if request.accuracy_fallback is None else (
+        request.accuracy_fallback
+    )  # fmt: skip
+    if not enabled or _within_accuracy_budget(built, profile):
+        return False
+    if built.quantized.scheme is not Quantization.INT8 or not profile.build.allow_float_fallback:
+        return False
+    acc = built.accuracy
+    pruning_lost = (
+        acc is not None
+        and acc.pruned_fp32 is not None
+        and acc.fp32 is not None
+        and acc.fp32 - acc.pruned_fp32 > profile.budgets.max_accuracy_drop_pt
     )
-    candidate.data = evaluation
-    candidate.accuracy = comparison.accuracy
-    candidate.fp32_outputs = comparison.fp32_outputs
+    if pruning_lost:  # float layers cannot win back what pruning took
+        built.warnings.append(
+            "accuracy fallback skipped: the pruned model misses the budget before quantization"
+        )
+        return False
+    floats = (profile.build.input_dtype, profile.build.output_dtype) == (IODtype.FLOAT32,) * 2
+    if built.exporter.format is ModelFormat.TFLITE and not floats:
+        built.warnings.append("accuracy fallback skipped: keeping layers float needs float I/O")
+        return False
+    return True
 
 
-def _within_accuracy_budget(candidate: _Candidate, profile: DeviceProfile) -> bool:
-    acc = candidate.accuracy
-    return acc is None or acc.drop_pt is None or acc.drop_pt <= profile.budgets.max_accuracy_drop_pt
-
-
-def _drop(candidate: _Candidate) -> float:
-    acc = candidate.accuracy
+def _drop(built: _Built) -> float:
+    acc = built.accuracy
     return float("inf") if acc is None or acc.drop_pt is None else acc.drop_pt
+
+
+def _within_accuracy_budget(built: _Built, profile: DeviceProfile) -> bool:
+    acc = built.accuracy
+    return acc is None or acc.drop_pt is None or acc.drop_pt <= profile.budgets.max_accuracy_drop_pt
 
 
 def _host_threads(profile: DeviceProfile) -> int:
@@ -252,36 +383,74 @@ def _host_threads(profile: DeviceProfile) -> int:
 
 
 def _host_latencies(
-    request: BuildRequest, fp32: bytes, chosen: _Candidate, progress: Progress
+    request: BuildRequest, built: _Built, data: LabelledData | None, progress: Progress
 ) -> tuple[LatencyStats | None, LatencyStats | None]:
-    """(fp32, artifact) p50 etc. on this machine, one sample at a time."""
-    if chosen.data is None or request.latency_runs <= 0:
+    """(fp32, artifact) one-sample latency on this machine."""
+    if data is None or request.latency_runs <= 0:
         return None, None
-    threads, sample, runs = _host_threads(request.profile), chosen.data.x[0], request.latency_runs
-    with progress.task("Measuring host latency", total=2) as task:
-        base = host_latency(fp32, sample, threads=threads, runs=runs)
+    threads, runs = _host_threads(request.profile), request.latency_runs
+    sample = [x[0] for x in data.xs]
+    backend = built.exporter.backend
+    with progress.task(f"Measuring host latency ({built.exporter.format.value})", total=2) as task:
+        base = host_latency(built.baseline.float_model(), sample, backend=backend,
+                            threads=threads, runs=runs)  # fmt: skip
         task.advance()
-        final = host_latency(chosen.artifact.content, sample, threads=threads, runs=runs)
+        final = host_latency(built.quantized.content, sample, backend=backend, threads=threads,
+                             runs=runs)  # fmt: skip
         task.advance()
     return base, final
+
+
+def _notes(baselines: dict[ModelFormat, Exporter]) -> tuple[str, ...]:
+    notes: list[str] = []
+    for exporter in baselines.values():
+        if isinstance(exporter, OnnxExporter):
+            notes.extend(exporter.notes)
+    return tuple(dict.fromkeys(notes))
 
 
 def _report(
     request: BuildRequest,
     source: SourceModel,
-    fp32: bytes,
-    fp32_stats: ModelStats,
-    chosen: _Candidate,
-    attempts: list[_Candidate],
-    host: tuple[LatencyStats | None, LatencyStats | None],
+    chosen: list[_Built],
+    attempts: list[list[_Built]],
+    notes: tuple[str, ...],
     started: float,
 ) -> rpt.BuildReport:
-    profile, content, stats = request.profile, chosen.artifact.content, chosen.stats
+    profile = request.profile
+    artifacts = tuple(
+        _artifact_report(request, b, [group[i] for group in attempts]) for i, b in enumerate(chosen)
+    )
+    failed = any(a.failed for a in artifacts)
+    if not failed:
+        status = "ok"
+    else:
+        status = "over_budget_overridden" if request.allow_over_budget else "over_budget"
+    digest = hashlib.sha256(b"".join(b.quantized.content for b in chosen)).hexdigest()[:12]
+    return rpt.BuildReport(
+        status=status,
+        bundle_id=f"{source.name}-{profile.name}-{digest}",
+        bundle_dir=None if status == "over_budget" else str(request.out_dir.resolve()),
+        model=rpt.ModelRef(path=str(request.model), kind=source.kind, sha256=source.sha256),
+        profile=rpt.ProfileRef(name=profile.name, source=profile.source, digest=profile.digest),
+        preferred=chosen[0].exporter.file_name,
+        artifacts=artifacts,
+        notes=notes,
+        duration_s=time.perf_counter() - started,
+    )
+
+
+def _artifact_report(
+    request: BuildRequest, built: _Built, attempts: list[_Built]
+) -> rpt.ArtifactReport:
+    profile, content, stats = request.profile, built.quantized.content, built.stats
+    fp32 = built.baseline.float_model()
+    fp32_stats = built.baseline.inspect(fp32)
     hw = profile.hardware
     # Estimates: MACs over the board's sustained throughput, int8 and float ops separately.
     est_ms = (stats.int_macs / hw.int8_gmacs + stats.float_macs / hw.fp32_gmacs) / 1e6
     est_ram_mb = (len(content) + stats.arena_bytes) / 2**20
-    acc = chosen.accuracy
+    acc = built.accuracy
     checks = check_budgets(
         profile,
         accuracy_drop_pt=None if acc is None else acc.drop_pt,
@@ -292,26 +461,23 @@ def _report(
         float_ops=stats.float_ops,
         ops_present=tuple(sorted({op.op for op in stats.ops})),
     )
-    if not any(c.status == "fail" for c in checks):
-        status = "ok"
-    else:
-        status = "over_budget_overridden" if request.allow_over_budget else "over_budget"
-    io_specs = open_backend("litert", content)
-    host_fp32, host_final = host
+    io_specs = open_backend(built.exporter.backend, content)
+    host_fp32, host_final = built.host
     fp32_gz, final_gz = _gzip_size(fp32), _gzip_size(content)
-    return rpt.BuildReport(
-        status=status,
-        bundle_id=f"{source.name}-{profile.name}-{hashlib.sha256(content).hexdigest()[:12]}",
-        bundle_dir=None if status == "over_budget" else str(request.out_dir.resolve()),
-        model=rpt.ModelRef(path=str(request.model), kind=source.kind, sha256=source.sha256),
-        profile=rpt.ProfileRef(name=profile.name, source=profile.source, digest=profile.digest),
+    fmt = built.exporter.format
+    return rpt.ArtifactReport(
         artifact=rpt.ArtifactInfo(
-            file=MODEL_FILE,
-            format="tflite",
-            quantization=chosen.artifact.scheme.value,
+            file=built.exporter.file_name,
+            format=fmt.value,
+            quantization=built.quantized.scheme.value,
             per_channel=profile.build.per_channel,
             input_dtype=io_specs.inputs[0].dtype,
             output_dtype=io_specs.outputs[0].dtype,
+            calibration_method=(
+                profile.build.calibration_method.value
+                if fmt is ModelFormat.ONNX and built.quantized.scheme is Quantization.INT8
+                else None
+            ),
         ),
         accuracy=rpt.AccuracyFigures(
             metric=None if acc is None else acc.metric,
@@ -345,13 +511,14 @@ def _report(
         macs=stats.macs,
         params=stats.params,
         est_ram_mb=est_ram_mb,
-        pruning=_pruning_figures(chosen, attempts, fp32_stats, profile),
+        pruning=_pruning_figures(built, attempts, fp32_stats, profile),
+        fallback=_fallback_figures(built),
         ops=tuple(
             rpt.OpTableRow(op=r.op, precision=r.precision, count=r.count, macs=r.macs)
             for r in stats.table()
         ),
         float_ops=stats.float_ops,
-        refused_ops=chosen.artifact.refused_ops,
+        refused_ops=built.quantized.refused_ops,
         checks=tuple(
             rpt.CheckRow(
                 name=c.name,
@@ -363,18 +530,37 @@ def _report(
             )
             for c in checks
         ),
-        warnings=tuple(chosen.warnings),
-        duration_s=time.perf_counter() - started,
+        warnings=tuple(built.warnings),
+    )
+
+
+def _fallback_figures(built: _Built) -> rpt.FallbackFigures | None:
+    outcome = built.fallback
+    if outcome is None:
+        return None
+    return rpt.FallbackFigures(
+        plain_int8_drop_pt=built.plain_drop_pt,
+        kept_float=outcome.quantized.kept_float,
+        met_budget=outcome.met,
+        tries=tuple(
+            rpt.FallbackTry(
+                kept_float=len(s.kept_float), drop_pt=s.drop_pt, within_budget=s.within_budget
+            )
+            for s in outcome.steps
+        ),
+        worst_layers=tuple(
+            rpt.LayerCostRow(name=c.name, op=c.op, loss_db=c.loss_db) for c in outcome.ranking[:10]
+        ),
     )
 
 
 def _pruning_figures(
-    chosen: _Candidate, attempts: list[_Candidate], before: ModelStats, profile: DeviceProfile
+    built: _Built, attempts: list[_Built], before: ModelStats, profile: DeviceProfile
 ) -> rpt.PruningFigures | None:
-    pruning = chosen.pruning
+    pruning = built.pruning
     if pruning is None:
         return None
-    after = chosen.stats
+    after = built.stats
     return rpt.PruningFigures(
         kind="magnitude" if pruning.spec.kind is PruneKind.MAGNITUDE else "structured",
         target=pruning.spec.sparsity,
@@ -414,16 +600,33 @@ def _pruning_figures(
 
 
 def _write(
-    request: BuildRequest, source: SourceModel, chosen: _Candidate, report: rpt.BuildReport
+    request: BuildRequest,
+    source: SourceModel,
+    chosen: list[_Built],
+    report: rpt.BuildReport,
+    reference: _Reference,
 ) -> None:
-    content = chosen.artifact.content
-    files: dict[str, bytes] = {MODEL_FILE: content, REPORT_FILE: report.to_json().encode()}
-    if chosen.data is not None and chosen.fp32_outputs is not None:
-        files[EVAL_SAMPLE_FILE] = _eval_sample(
-            chosen.data, chosen.fp32_outputs, request.eval_sample_size
+    files: dict[str, bytes] = {b.exporter.file_name: b.quantized.content for b in chosen}
+    files[REPORT_FILE] = report.to_json().encode()
+    if reference.data is not None:
+        outputs = reference.outputs(chosen[0].baseline)
+        files[EVAL_SAMPLE_FILE] = _eval_sample(reference.data, outputs, request.eval_sample_size)
+    artifacts = []
+    for built, figures in zip(chosen, report.artifacts, strict=True):
+        backend = open_backend(built.exporter.backend, built.quantized.content)
+        artifacts.append(
+            Artifact(
+                file=figures.artifact.file,
+                format=figures.artifact.format,
+                quantization=figures.artifact.quantization,
+                per_channel=figures.artifact.per_channel,
+                inputs=backend.inputs,
+                outputs=backend.outputs,
+                metrics=_metrics(figures),
+                pruning=_pruning_info(figures.pruning),
+                kept_float=built.quantized.kept_float,
+            )
         )
-    backend = open_backend("litert", content)
-    acc = report.accuracy
     manifest = Manifest(
         bundle_id=report.bundle_id,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -434,40 +637,34 @@ def _write(
             source=request.profile.source,
         ),
         source_model=SourceRef(name=request.model.name, kind=source.kind, sha256=source.sha256),
-        artifacts=(
-            Artifact(
-                file=MODEL_FILE,
-                format="tflite",
-                quantization=report.artifact.quantization,
-                per_channel=report.artifact.per_channel,
-                inputs=backend.inputs,
-                outputs=backend.outputs,
-            ),
-        ),
-        preferred=MODEL_FILE,
+        artifacts=tuple(artifacts),
+        preferred=report.preferred,
         files={name: FileEntry.of_bytes(data) for name, data in files.items()},
-        metrics=BuildMetrics(
-            metric=acc.metric,
-            fp32=acc.fp32,
-            quantized=acc.quantized,
-            drop_pt=acc.drop_pt,
-            eval_samples=acc.samples,
-            fp32_bytes=report.sizes.fp32_bytes,
-            model_bytes=report.sizes.model_bytes,
-            macs=report.macs,
-            params=report.params,
-            est_latency_ms=report.latency.est_target_ms,
-            est_ram_mb=report.est_ram_mb,
-            host_p50_ms_fp32=report.latency.host_p50_fp32_ms,
-            host_p50_ms=report.latency.host_p50_ms,
-            gzip_bytes=report.sizes.gzip_bytes,
-        ),
-        pruning=_pruning_info(report.pruning),
         budget_override=report.status == "over_budget_overridden",
         eval_sample=EVAL_SAMPLE_FILE if EVAL_SAMPLE_FILE in files else None,
         build_report=REPORT_FILE,
     )
     write_bundle(request.out_dir, files, manifest)
+
+
+def _metrics(figures: rpt.ArtifactReport) -> BuildMetrics:
+    acc = figures.accuracy
+    return BuildMetrics(
+        metric=acc.metric,
+        fp32=acc.fp32,
+        quantized=acc.quantized,
+        drop_pt=acc.drop_pt,
+        eval_samples=acc.samples,
+        fp32_bytes=figures.sizes.fp32_bytes,
+        model_bytes=figures.sizes.model_bytes,
+        macs=figures.macs,
+        params=figures.params,
+        est_latency_ms=figures.latency.est_target_ms,
+        est_ram_mb=figures.est_ram_mb,
+        host_p50_ms_fp32=figures.latency.host_p50_fp32_ms,
+        host_p50_ms=figures.latency.host_p50_ms,
+        gzip_bytes=figures.sizes.gzip_bytes,
+    )
 
 
 def _pruning_info(figures: rpt.PruningFigures | None) -> PruningInfo | None:
@@ -487,14 +684,25 @@ def _pruning_info(figures: rpt.PruningFigures | None) -> PruningInfo | None:
 
 
 def _eval_sample(data: LabelledData, fp32_outputs: np.ndarray, size: int) -> bytes:
-    """A small labelled sample for on-device accuracy, with the fp32 outputs as reference."""
+    """A small labelled sample for on-device accuracy, with the fp32 outputs as reference.
+
+    Inputs are stored as ``x`` (one input) or ``x0``, ``x1``, ... in model input order.
+    """
     keep = data.sample_indices(size)
-    arrays = {"x": data.x[keep].astype(np.float32), "reference": fp32_outputs[keep]}
+    arrays: dict[str, Any] = {"reference": fp32_outputs[keep]}
+    if len(data.xs) == 1:
+        arrays["x"] = _stored(data.x[keep])
+    else:
+        arrays.update({f"x{i}": _stored(x[keep]) for i, x in enumerate(data.xs)})
     if data.y is not None:
         arrays["y"] = data.y[keep]
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
+
+
+def _stored(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else x
 
 
 def _gzip_size(content: bytes) -> int:

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.converters._errors import first_line
+from edgekit.converters.onnx_source import OnnxModel
 from edgekit.converters.prune_magnitude import (
     LayerSparsity,
     prune_one_shot,
     prune_with_fine_tuning,
 )
+from edgekit.converters.prune_onnx import prune_onnx
 from edgekit.converters.prune_structured import ChannelPruning, prune_channels
 from edgekit.converters.source import SourceModel, load_keras_model
 from edgekit.converters.training import fit
@@ -54,10 +56,12 @@ class PruneOutcome:
     """A pruned model ready for conversion, with what pruning did per layer."""
 
     spec: PruneSpec
-    saved_model_dir: Path
     schedule: str  # "one-shot" or "polynomial decay over N epochs" / "fine-tuned N epochs"
     layers: tuple[LayerSparsity, ...] = ()
     channels: tuple[ChannelPruning, ...] = ()
+    saved_model_dir: Path | None = None  # pruned Keras model, exported for LiteRT
+    keras_path: Path | None = None  # pruned Keras model, for the ONNX exporter
+    onnx: OnnxModel | None = None  # pruned ONNX model
 
 
 def prune(
@@ -69,11 +73,23 @@ def prune(
     work_dir: Path,
     progress: Progress | None = None,
 ) -> PruneOutcome:
-    """Prune a fresh copy of the source model and export it as a SavedModel under ``work_dir``."""
+    """Prune a fresh copy of the source model; Keras models are saved and exported under
+    ``work_dir``."""
     progress = progress or SilentProgress()
-    if source.kind not in ("keras", "h5"):
+    if source.onnx is not None:
+        if spec.kind is PruneKind.STRUCTURED:
+            raise ConversionError(
+                "structured pruning of ONNX models is not supported (it needs the training "
+                "framework to rebuild layers); use --prune magnitude"
+            )
+        pruned_onnx, onnx_layers = prune_onnx(source.onnx, spec.sparsity)
+        return PruneOutcome(
+            spec=spec, schedule="one-shot", layers=tuple(onnx_layers), onnx=pruned_onnx
+        )
+    if not source.is_keras:
         raise ConversionError(
-            f"pruning needs a Keras model (.keras or .h5); {source.name} is a {source.kind}"
+            f"pruning needs a Keras model (.keras or .h5) or an ONNX model; {source.name} is a "
+            f"{source.kind}"
         )
     labelled = None
     if train is not None:
@@ -105,14 +121,17 @@ def prune(
                     on_epoch=lambda _e, _a: task.advance())  # fmt: skip
             schedule = f"fine-tuned {epochs} epoch(s)"
     out = work_dir / f"pruned-{spec.kind.value}-{spec.sparsity:.4f}"
+    keras_path = work_dir / f"{out.name}.keras"
     try:
+        model.save(keras_path)
         model.export(str(out), format="tf_saved_model", verbose=False)
     except Exception as exc:
         raise ConversionError(f"cannot export the pruned model: {first_line(exc)}") from exc
     return PruneOutcome(
         spec=spec,
-        saved_model_dir=out,
         schedule=schedule,
         layers=layers,
         channels=channels,
+        saved_model_dir=out,
+        keras_path=keras_path,
     )

@@ -26,10 +26,11 @@ class ProfileRef(_Frozen):
 class ArtifactInfo(_Frozen):
     file: str
     format: Literal["tflite", "onnx"]
-    quantization: str
+    quantization: Literal["int8", "dynamic", "fp16", "none"]
     per_channel: bool
     input_dtype: str
     output_dtype: str
+    calibration_method: str | None = None  # ONNX: ONNX Runtime's calibrator
 
 
 class AccuracyFigures(_Frozen):
@@ -115,6 +116,30 @@ class LatencyFigures(_Frozen):
     host_threads: int
 
 
+class LayerCostRow(_Frozen):
+    """A layer and the SQNR (dB) it loses when quantized, against fp32."""
+
+    name: str
+    op: str
+    loss_db: float
+
+
+class FallbackTry(_Frozen):
+    kept_float: int
+    drop_pt: float | None
+    within_budget: bool
+
+
+class FallbackFigures(_Frozen):
+    """What the accuracy-aware fallback did when plain int8 missed the budget."""
+
+    plain_int8_drop_pt: float | None
+    kept_float: tuple[str, ...]
+    met_budget: bool
+    tries: tuple[FallbackTry, ...]
+    worst_layers: tuple[LayerCostRow, ...]  # the ranking's head, worst first
+
+
 class OpTableRow(_Frozen):
     op: str
     precision: str
@@ -131,8 +156,32 @@ class CheckRow(_Frozen):
     detail: str
 
 
+class ArtifactReport(_Frozen):
+    """Everything measured and decided for one artifact (one format)."""
+
+    artifact: ArtifactInfo
+    accuracy: AccuracyFigures
+    sizes: SizeFigures
+    latency: LatencyFigures
+    macs: int
+    params: int
+    est_ram_mb: float
+    pruning: PruningFigures | None
+    fallback: FallbackFigures | None
+    ops: tuple[OpTableRow, ...]
+    float_ops: tuple[str, ...]
+    refused_ops: tuple[str, ...]
+    checks: tuple[CheckRow, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the checks that failed."""
+        return [c.name for c in self.checks if c.status == "fail"]
+
+
 class BuildReport(_Frozen):
-    """Everything a build measured and decided."""
+    """Everything a build measured and decided, per artifact."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -144,20 +193,19 @@ class BuildReport(_Frozen):
     bundle_dir: str | None
     model: ModelRef
     profile: ProfileRef
-    artifact: ArtifactInfo
-    accuracy: AccuracyFigures
-    sizes: SizeFigures
-    latency: LatencyFigures
-    macs: int
-    params: int
-    est_ram_mb: float
-    pruning: PruningFigures | None
-    ops: tuple[OpTableRow, ...]
-    float_ops: tuple[str, ...]
-    refused_ops: tuple[str, ...]
-    checks: tuple[CheckRow, ...]
-    warnings: tuple[str, ...]
+    preferred: str  # the artifact file the runtime should load when it can run several
+    artifacts: tuple[ArtifactReport, ...]
+    notes: tuple[str, ...]  # what loading changed: opset upgrades, fixed axes, pre-processing
     duration_s: float
+
+    @property
+    def primary(self) -> ArtifactReport:
+        """The preferred artifact's report."""
+        return next(a for a in self.artifacts if a.artifact.file == self.preferred)
+
+    def artifact(self, fmt: str) -> ArtifactReport:
+        """The report of the artifact in format ``fmt``."""
+        return next(a for a in self.artifacts if a.artifact.format == fmt)
 
     def to_json(self) -> str:
         """The report as written to ``build_report.json`` and printed by ``--json``."""

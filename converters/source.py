@@ -1,7 +1,8 @@
-"""Loading the user's model: Keras ``.keras``, legacy ``.h5`` or a SavedModel directory.
+"""Loading the user's model: Keras ``.keras``, legacy ``.h5``, a SavedModel directory, or ONNX.
 
-Whatever comes in leaves as a SavedModel directory with known input and output specs: the robust
-route to LiteRT is Keras export -> SavedModel -> converter.
+Keras models leave as a SavedModel directory with known input and output specs (the robust
+route to LiteRT is Keras export -> SavedModel -> converter); ONNX models leave checked, as an
+:class:`OnnxModel`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from edgekit.bundle import sha256_file
 from edgekit.converters._errors import first_line
 from edgekit.converters._tf import keras, tensorflow
+from edgekit.converters.onnx_source import OnnxModel, load_onnx
 from edgekit.errors import ConversionError
 from edgekit.manifest import TensorSpec
 
@@ -29,11 +31,17 @@ class SourceModel:
 
     path: Path
     name: str
-    kind: str  # "keras" | "h5" | "saved_model"
+    kind: str  # "keras" | "h5" | "saved_model" | "onnx"
     sha256: str
-    saved_model_dir: Path
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    saved_model_dir: Path | None = None  # Keras and SavedModel sources
+    onnx: OnnxModel | None = None  # ONNX sources
+
+    @property
+    def is_keras(self) -> bool:
+        """True for .keras/.h5 sources (which can be pruned and exported to ONNX)."""
+        return self.kind in ("keras", "h5")
 
 
 def load_source(path: Path, *, work_dir: Path) -> SourceModel:
@@ -63,10 +71,19 @@ def load_source(path: Path, *, work_dir: Path) -> SourceModel:
                 raise ConversionError(f"{path} is not an HDF5 file")
         kind = "h5"
     elif suffix == ".onnx":
-        raise ConversionError(f"{path}: ONNX models are not supported by this version of edgekit")
+        onnx_model = load_onnx(path)
+        return SourceModel(
+            path=path,
+            name=path.stem,
+            kind="onnx",
+            sha256=sha256_file(path),
+            inputs=onnx_model.inputs,
+            outputs=onnx_model.outputs,
+            onnx=onnx_model,
+        )
     else:
         raise ConversionError(
-            f"unsupported model file {path}: expected .keras, .h5 or a SavedModel directory"
+            f"unsupported model file {path}: expected .keras, .h5, .onnx or a SavedModel directory"
         )
     model = load_keras_model(path)
     export_dir = work_dir / "saved_model"

@@ -3,13 +3,14 @@
 Schemes: full-integer int8 post-training quantization with calibration data (per-channel weights
 unless the profile says otherwise), dynamic-range (int8 weights, float activations), fp16 weights,
 or none. The converter is used as is; edgekit only chooses its options and reports what happened.
+Layers are kept float (the accuracy-aware fallback) with LiteRT's QuantizationDebugger, which
+re-quantizes a calibrated model with a deny-list of nodes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,60 +18,81 @@ import numpy as np
 
 from edgekit.converters._errors import first_line
 from edgekit.converters._tf import tensorflow
+from edgekit.converters.formats import (
+    GraphNode,
+    LayerCost,
+    Quantized,
+    channel_sqnr_db,
+    rank_by_sqnr_loss,
+)
+from edgekit.converters.model_stats import ModelStats
+from edgekit.converters.tflite_inspect import inspect_tflite
+from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError, DataError
-from edgekit.profiles import Build, IODtype, Quantization
+from edgekit.profiles import Build, IODtype, ModelFormat, Quantization
 from edgekit.progress import Progress, SilentProgress
 
-
-@dataclass(frozen=True)
-class TFLiteArtifact:
-    """A converted model and what the converter refused along the way."""
-
-    content: bytes
-    scheme: Quantization
-    # Ops the int8-only converter refused; with float fallback allowed they stay float.
-    refused_ops: tuple[str, ...] = ()
+_DATA_MOVEMENT = frozenset(
+    {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK", "SQUEEZE",
+     "EXPAND_DIMS", "TRANSPOSE", "MAX_POOL_2D", "CONCATENATION", "GATHER", "SLICE", "PAD"}
+)  # fmt: skip
+# Samples the per-layer comparison runs (one at a time, every tensor kept).
+RANKING_SAMPLES = 64
 
 
-def convert_float(saved_model_dir: Path) -> bytes:
-    """The fp32 baseline: the same graph, no quantization."""
-    converter = _converter(saved_model_dir)
-    return _run(converter, what="fp32 conversion")
+class TFLiteExporter:
+    """SavedModel -> ``.tflite`` artifacts (the :class:`Exporter` for LiteRT)."""
 
+    format = ModelFormat.TFLITE
+    file_name = "model.tflite"
+    backend = "litert"
 
-def convert(
-    saved_model_dir: Path,
-    build: Build,
-    *,
-    calibration: np.ndarray | None,
-    progress: Progress | None = None,
-) -> TFLiteArtifact:
-    """Convert with the scheme, I/O dtypes and options of the profile's ``build`` section."""
-    scheme = build.quantization
-    if scheme is Quantization.NONE:
-        return TFLiteArtifact(content=convert_float(saved_model_dir), scheme=scheme)
-    tf = tensorflow()
-    converter = _converter(saved_model_dir)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if scheme is Quantization.FP16:
-        converter.target_spec.supported_types = [tf.float16]
-        return TFLiteArtifact(content=_run(converter, what="fp16 conversion"), scheme=scheme)
-    if scheme is Quantization.DYNAMIC:
-        return TFLiteArtifact(
-            content=_run(converter, what="dynamic-range conversion"), scheme=scheme
-        )
-    return _convert_int8(saved_model_dir, build, calibration, progress or SilentProgress())
+    def __init__(self, saved_model_dir: Path) -> None:
+        self.saved_model_dir = saved_model_dir
+        self._float: bytes | None = None
+        self._debugger: Any = None  # calibrated once, reused for every keep-float variant
 
+    def float_model(self) -> bytes:
+        if self._float is None:
+            self._float = _run(_converter(self.saved_model_dir), what="fp32 conversion")
+        return self._float
 
-def _convert_int8(
-    saved_model_dir: Path, build: Build, calibration: np.ndarray | None, progress: Progress
-) -> TFLiteArtifact:
-    if calibration is None or len(calibration) == 0:
-        raise DataError("int8 quantization needs calibration data: pass --calibration DATA")
-    tf = tensorflow()
+    def inspect(self, content: bytes) -> ModelStats:
+        return inspect_tflite(content)
 
-    def configured(ops: list[Any]) -> Any:
-        converter = _converter(saved_model_dir)
+    def quantize(
+        self,
+        build: Build,
+        calibration: LabelledData | None,
+        *,
+        keep_float: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> Quantized:
+        progress = progress or SilentProgress()
+        scheme = build.quantization
+        if scheme is Quantization.NONE:
+            return Quantized(content=self.float_model(), scheme=scheme)
+        tf = tensorflow()
+        converter = _converter(self.saved_model_dir)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if scheme is Quantization.FP16:
+            converter.target_spec.supported_types = [tf.float16]
+            return Quantized(content=_run(converter, what="fp16 conversion"), scheme=scheme)
+        if scheme is Quantization.DYNAMIC:
+            return Quantized(
+                content=_run(converter, what="dynamic-range conversion"), scheme=scheme
+            )
+        if calibration is None or len(calibration) == 0:
+            raise DataError("int8 quantization needs calibration data: pass --calibration DATA")
+        if len(calibration.xs) != 1:
+            raise ConversionError("the tflite format takes single-input models; build onnx")
+        if keep_float:
+            return self._keeping_float(build, calibration.x, tuple(keep_float), progress)
+        return self._int8(build, calibration.x, progress)
+
+    def _configured(self, build: Build, ops: list[Any]) -> Any:
+        tf = tensorflow()
+        converter = _converter(self.saved_model_dir)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_ops = ops
         converter.inference_input_type = _tf_dtype(tf, build.input_dtype)
@@ -80,31 +102,188 @@ def _convert_int8(
         converter._experimental_disable_per_channel = not build.per_channel
         return converter
 
-    def representative(label: str) -> Any:
-        def samples() -> Iterator[list[np.ndarray]]:
-            with progress.task(label, total=len(calibration)) as task:
-                for sample in calibration:
-                    yield [np.asarray(sample[None], dtype=np.float32)]
-                    task.advance()
+    def _int8(self, build: Build, calibration: np.ndarray, progress: Progress) -> Quantized:
+        tf = tensorflow()
+        strict = self._configured(build, [tf.lite.OpsSet.TFLITE_BUILTINS_INT8])
+        strict.representative_dataset = _representative(calibration, progress, "Calibrating (int8)")
+        try:
+            return Quantized(content=strict.convert(), scheme=Quantization.INT8)
+        except Exception as exc:
+            refused = _op_names(str(exc))
+            if not build.allow_float_fallback:
+                names = ", ".join(refused) or "see the converter's message"
+                raise ConversionError(
+                    f"int8 conversion failed and the profile forbids float ops; unquantizable "
+                    f"ops: {names} ({first_line(exc)})"
+                ) from exc
+        mixed = self._configured(
+            build, [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        )
+        mixed.representative_dataset = _representative(
+            calibration, progress, "Calibrating (int8, float fallback)"
+        )
+        content = _run(mixed, what="int8 conversion with float fallback")
+        return Quantized(content=content, scheme=Quantization.INT8, refused_ops=refused)
 
-        return samples
+    def _keeping_float(
+        self, build: Build, calibration: np.ndarray, keep: tuple[str, ...], progress: Progress
+    ) -> Quantized:
+        """int8 with the named layers (op output tensors) left float, through LiteRT's
+        QuantizationDebugger, which calibrates once and re-quantizes selectively."""
+        tf = tensorflow()
+        if build.input_dtype is not IODtype.FLOAT32 or build.output_dtype is not IODtype.FLOAT32:
+            raise ConversionError("keeping layers float needs float32 model inputs and outputs")
+        if self._debugger is None:
+            converter = self._configured(
+                build, [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+            )
+            converter.representative_dataset = _representative(
+                calibration, progress, "Calibrating (selective int8)"
+            )
+            try:
+                self._debugger = tf.lite.experimental.QuantizationDebugger(
+                    converter=converter,
+                    debug_dataset=lambda: ([s[None].astype(np.float32)] for s in calibration[:1]),
+                )
+            except Exception as exc:
+                raise ConversionError(f"selective quantization failed: {first_line(exc)}") from exc
+        self._debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=list(keep)
+        )
+        try:
+            content = self._debugger.get_nondebug_quantized_model()
+        except Exception as exc:
+            raise ConversionError(f"selective quantization failed: {first_line(exc)}") from exc
+        return Quantized(content=content, scheme=Quantization.INT8, kept_float=keep)
 
-    strict = configured([tf.lite.OpsSet.TFLITE_BUILTINS_INT8])
-    strict.representative_dataset = representative("Calibrating (int8)")
-    try:
-        return TFLiteArtifact(content=strict.convert(), scheme=Quantization.INT8)
-    except Exception as exc:
-        refused = _op_names(str(exc))
-        if not build.allow_float_fallback:
-            names = ", ".join(refused) or "see the converter's message"
-            raise ConversionError(
-                f"int8 conversion failed and the profile forbids float ops; unquantizable ops: "
-                f"{names} ({first_line(exc)})"
-            ) from exc
-    mixed = configured([tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS])
-    mixed.representative_dataset = representative("Calibrating (int8, float fallback)")
-    content = _run(mixed, what="int8 conversion with float fallback")
-    return TFLiteArtifact(content=content, scheme=Quantization.INT8, refused_ops=refused)
+    def rank_layers(
+        self, quantized: bytes, sample: LabelledData, *, progress: Progress | None = None
+    ) -> list[LayerCost]:
+        """Compare every tensor of the quantized model with the fp32 model's, sample by sample."""
+        progress = progress or SilentProgress()
+        x = sample.x[:RANKING_SAMPLES]
+        ref = _Tensors(self.float_model())
+        test = _Tensors(quantized)
+        names = test.canonical_names(ref.names)
+        collected_ref: dict[str, list[np.ndarray]] = {}
+        collected_test: dict[str, list[np.ndarray]] = {}
+        renamed = set(names.values())
+        with progress.task("Comparing layers with fp32", total=len(x)) as task:
+            for one in x:
+                for name, value in ref.run(one[None]).items():
+                    collected_ref.setdefault(name, []).append(value)
+                for name, value in test.run(one[None]).items():
+                    if name in renamed and name not in names:
+                        continue  # a float edge tensor; its quantized twin stands for it
+                    collected_test.setdefault(names.get(name, name), []).append(value)
+                task.advance()
+        sqnr = {
+            name: channel_sqnr_db(
+                np.concatenate(collected_ref[name]), np.concatenate(values), channel_axis=-1
+            )
+            for name, values in collected_test.items()
+            if name in collected_ref and collected_ref[name][0].shape == values[0].shape
+        }
+        nodes = [
+            GraphNode(
+                name=names.get(op["output"], op["output"]),
+                op=op["op"],
+                inputs=tuple(names.get(t, t) for t in op["inputs"]),
+                output=names.get(op["output"], op["output"]),
+                candidate=op["op"] not in _DATA_MOVEMENT and op["quantized"],
+            )
+            for op in test.ops
+        ]
+        return rank_by_sqnr_loss(nodes, sqnr)
+
+
+class _Tensors:
+    """A model in LiteRT with every intermediate tensor kept, for layer-by-layer comparison."""
+
+    def __init__(self, content: bytes) -> None:
+        from edgekit.runtime.litert import interpreter_class
+
+        self._interp = interpreter_class()(
+            model_content=content,
+            experimental_preserve_all_tensors=True,
+            experimental_op_resolver_type=_no_delegates(),
+        )
+        self._interp.allocate_tensors()
+        self._input = self._interp.get_input_details()[0]
+        details = {t["index"]: t for t in self._interp.get_tensor_details()}
+        self._details = details
+        produced = set()
+        self.ops = []
+        for op in self._interp._get_ops_details():
+            if op["op_name"] == "DELEGATE":
+                continue
+            out = int(op["outputs"][0])
+            produced.add(out)
+            self.ops.append(
+                {
+                    "op": op["op_name"],
+                    "output": details[out]["name"],
+                    "output_index": out,
+                    "inputs": [details[int(i)]["name"] for i in op["inputs"] if int(i) >= 0],
+                    "input_indices": [int(i) for i in op["inputs"] if int(i) >= 0],
+                    "quantized": np.dtype(details[out]["dtype"]).name in ("int8", "uint8"),
+                }
+            )
+        self._activations = produced | {self._input["index"]}
+        self.names = {details[i]["name"] for i in self._activations}
+
+    def canonical_names(self, reference_names: set[str]) -> dict[str, str]:
+        """Quantized tensor name -> the fp32 model's name for the same value.
+
+        The converter renames a layer's output when a DEQUANTIZE (model output) or QUANTIZE
+        (model input) takes over the original name.
+        """
+        mapping = {}
+        for op in self.ops:
+            if op["op"] == "DEQUANTIZE" and op["output"] in reference_names:
+                mapping[op["inputs"][0]] = op["output"]
+            if op["op"] == "QUANTIZE" and op["inputs"][0] in reference_names:
+                mapping[op["output"]] = op["inputs"][0]
+        return mapping
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every activation tensor (dequantized to float) for one input."""
+        from edgekit.runtime.quantization import to_float, to_model_dtype
+        from edgekit.runtime.tflite_interpreter import spec_of
+
+        spec = spec_of(self._input)
+        self._interp.set_tensor(self._input["index"], to_model_dtype(x, spec))
+        self._interp.invoke()
+        values = {}
+        for index in self._activations:
+            detail = self._details[index]
+            dtype = np.dtype(detail["dtype"]).name
+            if dtype not in ("float32", "int8", "uint8"):
+                continue
+            values[detail["name"]] = to_float(self._interp.get_tensor(index), spec_of(detail))
+        return values
+
+
+def _no_delegates() -> Any:
+    # XNNPACK would fuse ops and hide the intermediate tensors the comparison reads.
+    from edgekit.runtime.litert import op_resolver_type
+
+    return op_resolver_type("BUILTIN_WITHOUT_DEFAULT_DELEGATES")
+
+
+def _representative(calibration: np.ndarray, progress: Progress, label: str) -> Any:
+    def samples() -> Iterator[list[np.ndarray]]:
+        with progress.task(label, total=len(calibration)) as task:
+            for sample in calibration:
+                yield [np.asarray(sample[None], dtype=np.float32)]
+                task.advance()
+
+    return samples
+
+
+def convert_float(saved_model_dir: Path) -> bytes:
+    """The fp32 baseline of a SavedModel."""
+    return TFLiteExporter(saved_model_dir).float_model()
 
 
 def _converter(saved_model_dir: Path) -> Any:

@@ -6,13 +6,12 @@ the figures describe what the board will actually run.
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from edgekit._optional import require
+from edgekit.converters.model_stats import ModelStats, OpInfo, WeightInfo
 from edgekit.errors import ConversionError
 
 _WEIGHTED_OPS = frozenset(
@@ -29,83 +28,6 @@ _DTYPES = {
     "INT64": "int64",
     "BOOL": "bool",
 }
-
-
-@dataclass(frozen=True)
-class OpInfo:
-    """One operator of the graph."""
-
-    op: str
-    precision: str  # "int8" | "int16" | "float" | "convert" | "index"
-    macs: int
-
-
-@dataclass(frozen=True)
-class OpRow:
-    """All operators of one type and precision."""
-
-    op: str
-    precision: str
-    count: int
-    macs: int
-
-
-@dataclass(frozen=True)
-class WeightInfo:
-    """A constant weight tensor of a weighted op (conv, depthwise, fully connected)."""
-
-    op: str
-    tensor: str
-    size: int
-    zeros: int  # elements exactly zero in the stored data (int8: quantized value 0)
-
-
-@dataclass(frozen=True)
-class ModelStats:
-    """Figures read from an artifact."""
-
-    ops: tuple[OpInfo, ...]
-    params: int
-    arena_bytes: int  # largest working set of one op: a lower bound of the activation arena
-    weights: tuple[WeightInfo, ...] = ()
-
-    @property
-    def weight_sparsity(self) -> float:
-        """Fraction of zeros over all kernels of weighted ops (biases not counted)."""
-        total = sum(w.size for w in self.weights)
-        return sum(w.zeros for w in self.weights) / total if total else 0.0
-
-    @property
-    def nonzero_params(self) -> int:
-        """Kernel elements that are not zero (biases not counted)."""
-        return sum(w.size - w.zeros for w in self.weights)
-
-    @property
-    def macs(self) -> int:
-        return sum(op.macs for op in self.ops)
-
-    @property
-    def int_macs(self) -> int:
-        return sum(op.macs for op in self.ops if op.precision in ("int8", "int16"))
-
-    @property
-    def float_macs(self) -> int:
-        return sum(op.macs for op in self.ops if op.precision == "float")
-
-    @property
-    def float_ops(self) -> tuple[str, ...]:
-        """Compute ops that run in float (quantize/dequantize at the edges not counted)."""
-        return tuple(sorted({op.op for op in self.ops if op.precision == "float"}))
-
-    def table(self) -> tuple[OpRow, ...]:
-        """Ops grouped by type and precision, in order of MACs then count."""
-        counts: Counter[tuple[str, str]] = Counter()
-        macs: Counter[tuple[str, str]] = Counter()
-        for op in self.ops:
-            counts[op.op, op.precision] += 1
-            macs[op.op, op.precision] += op.macs
-        rows = [OpRow(op=k[0], precision=k[1], count=n, macs=macs[k]) for k, n in counts.items()]
-        return tuple(sorted(rows, key=lambda r: (-r.macs, -r.count, r.op)))
 
 
 def inspect_tflite(content: bytes) -> ModelStats:

@@ -1,8 +1,9 @@
 """Calibration and evaluation data: ``.npz`` files and folders of images, checked against a model.
 
-An ``.npz`` holds an array ``x`` (batch first) and optionally ``y`` (integer labels). A folder
-holds one sub-folder per class (sorted names give the label numbers), as Keras'
-``image_dataset_from_directory`` reads it.
+An ``.npz`` holds an array ``x`` (batch first) and optionally ``y`` (integer labels). For a model
+with several inputs it holds one array per input, named after the input (or ``x0``, ``x1``, ... in
+input order). A folder holds one sub-folder per class (sorted names give the label numbers), as
+Keras' ``image_dataset_from_directory`` reads it.
 """
 
 from __future__ import annotations
@@ -31,14 +32,24 @@ class PixelRange(StrEnum):
 
 @dataclass(frozen=True)
 class LabelledData:
-    """Model inputs ``x`` (batch first) with optional integer labels ``y``."""
+    """Model inputs ``xs`` (one batch-first array per model input) with optional labels ``y``."""
 
-    x: np.ndarray
+    xs: tuple[np.ndarray, ...]
     y: np.ndarray | None
     source: str
 
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray | None = None, *, source: str = "") -> LabelledData:
+        """Data for a single-input model."""
+        return cls(xs=(x,), y=y, source=source)
+
+    @property
+    def x(self) -> np.ndarray:
+        """The first (for most models the only) input."""
+        return self.xs[0]
+
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        return int(self.xs[0].shape[0]) if self.xs[0].ndim else 0
 
     def sample_indices(self, count: int, *, seed: int = 0) -> np.ndarray:
         """Sorted indices of a reproducible random subset of at most ``count`` samples."""
@@ -49,7 +60,7 @@ class LabelledData:
     def subset(self, indices: np.ndarray) -> LabelledData:
         """The samples at ``indices``."""
         y = None if self.y is None else self.y[indices]
-        return LabelledData(x=self.x[indices], y=y, source=self.source)
+        return LabelledData(xs=tuple(x[indices] for x in self.xs), y=y, source=self.source)
 
     def take(self, count: int, *, seed: int = 0) -> LabelledData:
         """A reproducible random subset of at most ``count`` samples."""
@@ -57,47 +68,66 @@ class LabelledData:
 
     def without_labels(self) -> LabelledData:
         """The same inputs with the labels dropped."""
-        return LabelledData(x=self.x, y=None, source=self.source)
+        return LabelledData(xs=self.xs, y=None, source=self.source)
 
 
 def load_data(
     path: Path,
     *,
     role: str,
-    spec: TensorSpec,
+    specs: tuple[TensorSpec, ...],
     pixel_range: PixelRange = PixelRange.UNIT,
 ) -> LabelledData:
-    """Load ``path`` (an .npz or an image folder) as data for a model input described by ``spec``.
+    """Load ``path`` (an .npz or an image folder) as data for a model with inputs ``specs``.
 
     ``role`` ("calibration", "eval") names the data in error messages.
     """
     if path.is_dir():
-        data = load_image_folder(path, role=role, spec=spec, pixel_range=pixel_range)
+        if len(specs) != 1:
+            raise DataError(f"{role} data {path}: image folders feed single-input models only")
+        data = load_image_folder(path, role=role, spec=specs[0], pixel_range=pixel_range)
     elif path.is_file():
-        data = load_npz(path, role=role)
+        data = load_npz(path, role=role, specs=specs)
     else:
         raise DataError(f"{role} data not found: {path}")
-    check_fits(data, spec, role=role)
+    for i, spec in enumerate(specs):
+        check_fits(data, spec, role=role, index=i)
     return data
 
 
-def load_npz(path: Path, *, role: str) -> LabelledData:
-    """Read ``x`` and optional ``y`` from an ``.npz`` without unpickling anything."""
+def load_npz(path: Path, *, role: str, specs: tuple[TensorSpec, ...]) -> LabelledData:
+    """Read the inputs and optional ``y`` from an ``.npz`` without unpickling anything."""
     if not zipfile.is_zipfile(path):
         raise DataError(f"{role} data {path}: not an .npz file (expected a zip of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = list(npz.files)
-            if "x" not in names:
-                found = ", ".join(names) or "no arrays"
-                raise DataError(f"{role} data {path}: no array named 'x' (found: {found})")
-            x = npz["x"]
+            keys = [_array_key(names, spec, i, len(specs), role=role, path=path)
+                    for i, spec in enumerate(specs)]  # fmt: skip
+            xs = tuple(npz[key] for key in keys)
             y = npz["y"] if "y" in names else None
     except DataError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{role} data {path}: cannot read it: {exc}") from exc
-    return LabelledData(x=x, y=_check_labels(y, len(x), role=role, path=path), source=str(path))
+    counts = {len(x) if x.ndim else 0 for x in xs}
+    if len(counts) != 1:
+        raise DataError(f"{role} data {path}: the input arrays hold different numbers of samples")
+    count = counts.pop()
+    return LabelledData(xs=xs, y=_check_labels(y, count, role=role, path=path), source=str(path))
+
+
+def _array_key(
+    names: list[str], spec: TensorSpec, index: int, inputs: int, *, role: str, path: Path
+) -> str:
+    """Which array of the .npz feeds input ``index``: 'x' (one input), its name, or 'x<i>'."""
+    candidates = ["x", spec.name] if inputs == 1 else [spec.name, f"x{index}"]
+    for key in candidates:
+        if key in names:
+            return key
+    found = ", ".join(names) or "no arrays"
+    wanted = " or ".join(repr(c) for c in candidates)
+    raise DataError(f"{role} data {path}: no array named {wanted} (found: {found})")
 
 
 def _check_labels(y: np.ndarray | None, count: int, *, role: str, path: Path) -> np.ndarray | None:
@@ -148,7 +178,7 @@ def load_image_folder(
         x /= 255.0
     elif pixel_range is PixelRange.SYMMETRIC:
         x = x / 127.5 - 1.0
-    return LabelledData(x=x, y=np.asarray(ys, dtype=np.int64), source=str(path))
+    return LabelledData.of(x, np.asarray(ys, dtype=np.int64), source=str(path))
 
 
 def _image_geometry(spec: TensorSpec, *, role: str) -> tuple[int, int, int]:
@@ -161,9 +191,9 @@ def _image_geometry(spec: TensorSpec, *, role: str) -> tuple[int, int, int]:
     return int(dims[0]), int(dims[1]), int(dims[2])
 
 
-def check_fits(data: LabelledData, spec: TensorSpec, *, role: str) -> None:
-    """Raise DataError unless ``data.x`` can feed the model input ``spec``."""
-    x = data.x
+def check_fits(data: LabelledData, spec: TensorSpec, *, role: str, index: int = 0) -> None:
+    """Raise DataError unless input ``index`` of ``data`` can feed the model input ``spec``."""
+    x = data.xs[index]
     if x.ndim == 0 or len(x) == 0:
         raise DataError(f"{role} data {data.source} is empty (0 samples)")
     sample = tuple(int(d) for d in x.shape[1:])

@@ -73,17 +73,6 @@ class SourceModel(_Frozen):
     sha256: Sha256
 
 
-class Artifact(_Frozen):
-    """A model file of the bundle, in one format, with what the runtime needs to feed it."""
-
-    file: FileName
-    format: Literal["tflite", "onnx"]
-    quantization: Literal["int8", "dynamic", "fp16", "none"]
-    per_channel: bool
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-
-
 class BuildMetrics(_Frozen):
     """Build-time figures, kept so the fleet report can compare them with what boards measure."""
 
@@ -117,6 +106,21 @@ class PruningInfo(_Frozen):
     macs_after: int
 
 
+class Artifact(_Frozen):
+    """A model file of the bundle, in one format, with what the runtime needs to feed it."""
+
+    file: FileName
+    format: Literal["tflite", "onnx"]
+    quantization: Literal["int8", "dynamic", "fp16", "none"]
+    per_channel: bool
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    metrics: BuildMetrics
+    pruning: PruningInfo | None = None
+    # Layers the accuracy-aware fallback kept in float.
+    kept_float: tuple[str, ...] = ()
+
+
 class Manifest(_Frozen):
     """What a bundle holds; every file but the manifest itself is listed with its SHA-256."""
 
@@ -132,8 +136,6 @@ class Manifest(_Frozen):
     # The artifact the runtime should load when it can run several.
     preferred: FileName
     files: dict[FileName, FileEntry]
-    metrics: BuildMetrics
-    pruning: PruningInfo | None = None
     # True when the build missed a budget and the user chose to bundle it anyway.
     budget_override: bool = False
     eval_sample: FileName | None = None

@@ -49,6 +49,14 @@ class ModelFormat(StrEnum):
     ONNX = "onnx"
 
 
+class CalibrationMethod(StrEnum):
+    """How activation ranges are chosen from calibration data (ONNX Runtime's calibrators)."""
+
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
 class PruneKind(StrEnum):
     """How a model is pruned before quantization."""
 
@@ -92,6 +100,13 @@ class Build:
     output_dtype: IODtype = IODtype.FLOAT32
     per_channel: bool = True
     calibration_samples: Annotated[int, Field(ge=1, le=100_000)] = 300
+    # ONNX artifacts only: LiteRT's converter always uses min/max ranges.
+    calibration_method: CalibrationMethod = CalibrationMethod.MINMAX
+    # Build every format in ``formats`` (the first is preferred) instead of only the first one
+    # the model can be built to.
+    build_all_formats: bool = False
+    # When int8 misses the accuracy budget, keep the layers that cost most in float until it fits.
+    accuracy_fallback: bool = True
     # With int8: let ops the int8 kernels lack stay float (True) or fail the build naming them.
     allow_float_fallback: bool = True
     prune: PruneKind = PruneKind.NONE

@@ -19,6 +19,7 @@ from edgekit.manifest import TensorSpec
 # backend name -> (module, class); imported only when asked for, so a board pays for one.
 _BACKENDS: dict[str, tuple[str, str]] = {
     "litert": ("edgekit.runtime.litert", "LiteRTBackend"),
+    "onnxruntime": ("edgekit.runtime.onnxruntime", "OnnxRuntimeBackend"),
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from edgekit.errors import RuntimeBackendError
@@ -11,34 +13,44 @@ from edgekit.runtime.quantization import to_float, to_model_dtype
 
 
 class Predictor:
-    """Runs a single-input, single-output model on float data in batches.
+    """Runs a model on float (or integer id) data in batches and returns one output as float32.
 
     Quantized inputs and outputs are converted with the model's scale and zero point, so callers
-    always see floats, whatever the artifact's I/O dtype.
+    see the same values whatever the artifact's I/O dtype.
     """
 
-    def __init__(self, backend: Backend, *, batch_size: int = 32) -> None:
-        if len(backend.inputs) != 1 or len(backend.outputs) != 1:
-            raise RuntimeBackendError(
-                f"Predictor handles one input and one output; the model has "
-                f"{len(backend.inputs)} and {len(backend.outputs)}"
-            )
+    def __init__(self, backend: Backend, *, batch_size: int = 32, output: int = 0) -> None:
+        if not 0 <= output < len(backend.outputs):
+            raise RuntimeBackendError(f"the model has no output {output}")
         self.backend = backend
-        self.input = backend.inputs[0]
-        self.output = backend.outputs[0]
-        fixed = self.input.shape[0] if self.input.shape else None
-        self.batch_size = fixed if fixed is not None else batch_size
+        self.inputs = backend.inputs
+        self.output = backend.outputs[output]
+        self._output_index = output
+        fixed = {spec.shape[0] for spec in self.inputs if spec.shape and spec.shape[0] is not None}
+        self.fixed_batch = fixed.pop() if len(fixed) == 1 else None
+        self.batch_size = self.fixed_batch or batch_size
 
-    def predict(self, x: np.ndarray, *, task: Task | None = None) -> np.ndarray:
-        """Outputs for every sample of ``x`` (batch first), as float32."""
+    def predict(
+        self, xs: np.ndarray | Sequence[np.ndarray], *, task: Task | None = None
+    ) -> np.ndarray:
+        """Output for every sample (batch first); ``xs`` is one array per model input."""
+        arrays = [xs] if isinstance(xs, np.ndarray) else list(xs)
+        if len(arrays) != len(self.inputs):
+            raise RuntimeBackendError(
+                f"the model takes {len(self.inputs)} input(s), got {len(arrays)}"
+            )
+        total = len(arrays[0])
         chunks = []
-        for start in range(0, len(x), self.batch_size):
-            batch = x[start : start + self.batch_size]
-            short = self.batch_size - len(batch) if self.input.shape[0] is not None else 0
+        for start in range(0, total, self.batch_size):
+            batch = [a[start : start + self.batch_size] for a in arrays]
+            real = len(batch[0])
+            short = self.batch_size - real if self.fixed_batch else 0
             if short:  # a fixed-batch model: pad the last batch, drop the padding's outputs
-                batch = np.concatenate([batch, np.repeat(batch[-1:], short, axis=0)])
-            (raw,) = self.backend.invoke([to_model_dtype(batch, self.input)])
-            chunks.append(to_float(raw, self.output)[: len(batch) - short])
+                batch = [np.concatenate([b, np.repeat(b[-1:], short, axis=0)]) for b in batch]
+            raw = self.backend.invoke(
+                [to_model_dtype(b, spec) for b, spec in zip(batch, self.inputs, strict=True)]
+            )
+            chunks.append(to_float(raw[self._output_index], self.output)[:real])
             if task is not None:
-                task.advance(len(batch) - short)
+                task.advance(real)
         return np.concatenate(chunks)

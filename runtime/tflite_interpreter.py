@@ -34,11 +34,11 @@ class InterpreterBackend:
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(_spec(d) for d in self._in)
+        return tuple(spec_of(d) for d in self._in)
 
     @property
     def outputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(_spec(d) for d in self._out)
+        return tuple(spec_of(d) for d in self._out)
 
     def invoke(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if len(inputs) != len(self._in):
@@ -71,7 +71,8 @@ class InterpreterBackend:
             self._out = self._interp.get_output_details()
 
 
-def _spec(detail: dict[str, Any]) -> TensorSpec:
+def spec_of(detail: dict[str, Any]) -> TensorSpec:
+    """A TensorSpec from an interpreter's tensor details."""
     scale, zero_point = detail["quantization"]
     quant = QuantParams(scale=float(scale), zero_point=int(zero_point)) if scale else None
     shape = tuple(None if int(d) < 0 else int(d) for d in detail["shape_signature"])

@@ -34,35 +34,35 @@ def test_int8_accuracy_within_budget_and_size_under_30_percent(rpi4_build, fashi
     report, out = rpi4_build
     budget = load_profile("rpi4").budgets.max_accuracy_drop_pt
     assert report.status == "ok"
-    assert report.accuracy.metric == "top1"
-    assert report.accuracy.samples == 2000
-    assert report.accuracy.drop_pt <= budget
+    assert report.primary.accuracy.metric == "top1"
+    assert report.primary.accuracy.samples == 2000
+    assert report.primary.accuracy.drop_pt <= budget
     # fp32 TFLite agrees with Keras itself on the same data
-    assert abs(report.accuracy.fp32 - fashion_cnn.keras_accuracy) < 0.2
+    assert abs(report.primary.accuracy.fp32 - fashion_cnn.keras_accuracy) < 0.2
     model_bytes = (out / "model.tflite").stat().st_size
-    assert model_bytes == report.sizes.model_bytes
-    assert model_bytes <= 0.3 * report.sizes.fp32_bytes
+    assert model_bytes == report.primary.sizes.model_bytes
+    assert model_bytes <= 0.3 * report.primary.sizes.fp32_bytes
 
 
 def test_reported_accuracy_matches_a_bare_interpreter(rpi4_build, fashion_cnn):
     report, out = rpi4_build
     measured = _bare_litert_accuracy(out / "model.tflite", fashion_cnn.eval)
-    assert measured == pytest.approx(report.accuracy.quantized, abs=1e-9)
+    assert measured == pytest.approx(report.primary.accuracy.quantized, abs=1e-9)
 
 
 def test_op_table_and_macs_read_from_the_artifact(rpi4_build):
     report, _ = rpi4_build
-    precisions = {(row.op, row.precision) for row in report.ops}
+    precisions = {(row.op, row.precision) for row in report.primary.ops}
     assert ("CONV_2D", "int8") in precisions
     assert ("FULLY_CONNECTED", "int8") in precisions
-    assert report.float_ops == ()
+    assert report.primary.float_ops == ()
     # small_cnn on 28x28x1: two 3x3 'same' convs (16, 32 filters) with 2x2 pools, dense 64, 10
     expected = 28 * 28 * 16 * 9 + 14 * 14 * 32 * 9 * 16 + 7 * 7 * 32 * 64 + 64 * 10
-    assert report.macs == expected
+    assert report.primary.macs == expected
     params = (9 * 16 + 16) + (9 * 16 * 32 + 32) + (7 * 7 * 32 * 64 + 64) + (64 * 10 + 10)
-    assert report.params == params
+    assert report.primary.params == params
     rpi4 = load_profile("rpi4").hardware
-    assert report.latency.est_target_ms == pytest.approx(expected / rpi4.int8_gmacs / 1e6)
+    assert report.primary.latency.est_target_ms == pytest.approx(expected / rpi4.int8_gmacs / 1e6)
 
 
 def test_manifest_digests_verify_and_tampering_fails(rpi4_build, tmp_path):
@@ -105,7 +105,7 @@ def test_uint8_io_quantization_recorded_in_manifest(fashion_cnn, tmp_path):
             latency_runs=0,
         )
     )
-    assert report.artifact.input_dtype == "uint8"
+    assert report.primary.artifact.input_dtype == "uint8"
     manifest = verify_bundle(out)
     art = manifest.artifact()
     interp = Interpreter(model_path=str(out / "model.tflite"))
@@ -116,7 +116,10 @@ def test_uint8_io_quantization_recorded_in_manifest(fashion_cnn, tmp_path):
     oscale, ozero = interp.get_output_details()[0]["quantization"]
     assert art.outputs[0].quantization.scale == pytest.approx(oscale)
     assert art.outputs[0].quantization.zero_point == ozero
-    assert report.accuracy.drop_pt <= load_profile("coral-edgetpu").budgets.max_accuracy_drop_pt
+    assert (
+        report.primary.accuracy.drop_pt
+        <= load_profile("coral-edgetpu").budgets.max_accuracy_drop_pt
+    )
 
 
 def _profile_with(tmp_path: Path, base: str, **replace: str) -> Path:
@@ -148,9 +151,9 @@ def test_other_schemes(fashion_cnn, tmp_path, scheme, max_ratio, min_ratio):
             latency_runs=0,
         )
     )
-    assert report.artifact.quantization == scheme
-    assert min_ratio <= report.sizes.ratio <= max_ratio
-    assert report.accuracy.drop_pt <= 1.0
+    assert report.primary.artifact.quantization == scheme
+    assert min_ratio <= report.primary.sizes.ratio <= max_ratio
+    assert report.primary.accuracy.drop_pt <= 1.0
     verify_bundle(tmp_path / "b")
 
 
@@ -173,7 +176,7 @@ def test_saved_model_and_h5_inputs(fashion_cnn, tmp_path):
         )
         assert report.model.kind == kind
         assert report.status == "ok"
-        assert report.accuracy.drop_pt <= 1.0
+        assert report.primary.accuracy.drop_pt <= 1.0
 
 
 @pytest.fixture(scope="module")
@@ -207,9 +210,9 @@ def test_float_fallback_ops_are_named(elu_model):
             latency_runs=0,
         )
     )
-    assert report.float_ops == ("ELU",)
-    assert any("ELU" in w for w in report.warnings)
-    assert ("ELU", "float") in {(r.op, r.precision) for r in report.ops}
+    assert report.primary.float_ops == ("ELU",)
+    assert any("ELU" in w for w in report.primary.warnings)
+    assert ("ELU", "float") in {(r.op, r.precision) for r in report.primary.ops}
 
 
 def test_int8_only_profile_fails_on_float_ops_with_exit_1(elu_model):
@@ -220,7 +223,7 @@ def test_int8_only_profile_fails_on_float_ops_with_exit_1(elu_model):
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     assert report["status"] == "over_budget"
-    failed = {c["name"]: c for c in report["checks"] if c["status"] == "fail"}
+    failed = {c["name"]: c for c in report["artifacts"][0]["checks"] if c["status"] == "fail"}
     assert failed["int8-only ops"]["detail"] == "ELU"
     assert not (elu_model / "mcu").exists()
 
@@ -234,7 +237,9 @@ def test_over_budget_exit_1_and_explicit_override(fashion_cnn, tmp_path):
     report = json.loads(over.stdout)
     assert report["status"] == "over_budget"
     assert report["bundle_dir"] is None
-    latency = next(c for c in report["checks"] if c["name"] == "latency (estimated)")
+    latency = next(
+        c for c in report["artifacts"][0]["checks"] if c["name"] == "latency (estimated)"
+    )
     assert latency["status"] == "fail"
     assert latency["value"] > latency["limit"]
     assert "over budget" in over.stderr

@@ -68,13 +68,13 @@ def magnitude_50(fashion_cnn, fashion_train, tmp_path_factory):
 
 def test_magnitude_50_with_fine_tuning_keeps_top1_within_1pt(magnitude_50, rpi4_build):
     report, _ = magnitude_50
-    unpruned_fp32 = rpi4_build[0].accuracy.fp32
-    assert report.accuracy.fp32 == pytest.approx(unpruned_fp32)  # same baseline
+    unpruned_fp32 = rpi4_build[0].primary.accuracy.fp32
+    assert report.primary.accuracy.fp32 == pytest.approx(unpruned_fp32)  # same baseline
     assert report.status == "ok"
     # Not more than 1 pt below the unpruned model; fine-tuning on new data may even gain.
-    assert report.accuracy.drop_pt <= 1.0  # unpruned fp32 -> pruned int8
-    assert report.accuracy.pruned_fp32 >= unpruned_fp32 - 1.0
-    assert report.pruning.schedule.startswith("polynomial decay")
+    assert report.primary.accuracy.drop_pt <= 1.0  # unpruned fp32 -> pruned int8
+    assert report.primary.accuracy.pruned_fp32 >= unpruned_fp32 - 1.0
+    assert report.primary.pruning.schedule.startswith("polynomial decay")
 
 
 def test_int8_artifact_holds_the_zeros(magnitude_50):
@@ -84,22 +84,24 @@ def test_int8_artifact_holds_the_zeros(magnitude_50):
     for name, zeros in sparsity.items():
         assert zeros >= 0.45, (name, zeros)
     manifest = verify_bundle(out)
-    assert manifest.pruning is not None
-    assert manifest.pruning.kind == "magnitude"
-    assert manifest.pruning.target == 0.5
-    assert manifest.pruning.achieved >= 0.45
-    assert set(manifest.pruning.tensors) == set(sparsity)
+    assert manifest.artifact().pruning is not None
+    assert manifest.artifact().pruning.kind == "magnitude"
+    assert manifest.artifact().pruning.target == 0.5
+    assert manifest.artifact().pruning.achieved >= 0.45
+    assert set(manifest.artifact().pruning.tensors) == set(sparsity)
     for name, zeros in sparsity.items():
-        assert manifest.pruning.tensors[name] == pytest.approx(zeros)
+        assert manifest.artifact().pruning.tensors[name] == pytest.approx(zeros)
 
 
 def test_magnitude_pruning_shrinks_the_gzip_transfer(magnitude_50, rpi4_build):
     report, _ = magnitude_50
-    unpruned = rpi4_build[0]
-    assert report.sizes.model_bytes == pytest.approx(unpruned.sizes.model_bytes, rel=0.02)
-    assert report.sizes.gzip_bytes < 0.85 * unpruned.sizes.gzip_bytes
-    assert report.pruning.macs_after == report.pruning.macs_before  # dense kernels: same MACs
-    assert report.pruning.nonzero_params_after <= 0.55 * report.pruning.params_after
+    unpruned = rpi4_build[0].primary
+    assert report.primary.sizes.model_bytes == pytest.approx(unpruned.sizes.model_bytes, rel=0.02)
+    assert report.primary.sizes.gzip_bytes < 0.85 * unpruned.sizes.gzip_bytes
+    assert (
+        report.primary.pruning.macs_after == report.primary.pruning.macs_before
+    )  # dense kernels: same MACs
+    assert report.primary.pruning.nonzero_params_after <= 0.55 * report.primary.pruning.params_after
 
 
 def test_structured_50_halves_macs_converts_and_runs(fashion_cnn, fashion_train, tmp_path):
@@ -119,7 +121,7 @@ def test_structured_50_halves_macs_converts_and_runs(fashion_cnn, fashion_train,
             allow_over_budget=True,
         )
     )
-    p = report.pruning
+    p = report.primary.pruning
     assert p.kind == "structured"
     assert 0.15 <= p.macs_after / p.macs_before <= 0.55
     assert p.params_after < 0.5 * p.params_before
@@ -127,7 +129,7 @@ def test_structured_50_halves_macs_converts_and_runs(fashion_cnn, fashion_train,
     assert kept["conv2d"] == (16, 8)
     assert kept["conv2d_1"] == (32, 16)
     assert kept["dense_1"][0] == kept["dense_1"][1] == 10  # the output layer stays whole
-    assert ("CONV_2D", "int8") in {(r.op, r.precision) for r in report.ops}
+    assert ("CONV_2D", "int8") in {(r.op, r.precision) for r in report.primary.ops}
     verify_bundle(out)
     # it runs: the bundle's own model on the eval data, with a plain interpreter
     from ai_edge_litert.interpreter import Interpreter
@@ -138,7 +140,9 @@ def test_structured_50_halves_macs_converts_and_runs(fashion_cnn, fashion_train,
     interp.set_tensor(interp.get_input_details()[0]["index"], x)
     interp.invoke()
     assert interp.get_tensor(interp.get_output_details()[0]["index"]).shape == (1, 10)
-    assert report.accuracy.quantized > 60.0  # a real classifier still (10 classes: chance is 10)
+    assert (
+        report.primary.accuracy.quantized > 60.0
+    )  # a real classifier still (10 classes: chance is 10)
 
 
 def test_structured_pruning_equals_zeroing_the_removed_channels():
@@ -195,12 +199,12 @@ def test_auto_sparsity_steps_back_to_meet_the_budget(fashion_cnn, tmp_path):
             latency_runs=0,
         )
     )
-    attempts = report.pruning.attempts
+    attempts = report.primary.pruning.attempts
     assert len(attempts) >= 2
     assert attempts[0].sparsity == 0.95
     assert not attempts[0].within_budget
     assert attempts[-1].within_budget
-    assert report.pruning.target == attempts[-1].sparsity
+    assert report.primary.pruning.target == attempts[-1].sparsity
     assert report.status == "ok"
 
 
@@ -249,7 +253,7 @@ def test_pruning_over_budget_says_by_how_much(fashion_cnn, tmp_path):
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
-    drop = next(c for c in report["checks"] if c["name"] == "accuracy drop")
+    drop = next(c for c in report["artifacts"][0]["checks"] if c["name"] == "accuracy drop")
     assert drop["status"] == "fail"
     assert drop["value"] > drop["limit"]
     assert "accuracy drop" in result.stderr

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from edgekit.bundle import archive_bundle
@@ -20,7 +21,7 @@ from edgekit.datasets import PixelRange
 from edgekit.profiles import PruneKind, load_profile
 
 if TYPE_CHECKING:  # the converters (and TensorFlow) load only when a build runs
-    from edgekit.converters.report import BuildReport
+    from edgekit.converters.report import ArtifactReport, BuildReport
 
 EXIT_OVER_BUDGET = 1
 
@@ -116,6 +117,23 @@ def build(
             "until it fits.",
         ),
     ] = False,
+    input_shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Shape of one sample for an ONNX input with dynamic axes, as NAME:1x28x28 "
+            "(or 1x28x28 for a single input); repeat per input. Default: from the data.",
+            show_default=False,
+        ),
+    ] = None,
+    fallback: Annotated[
+        bool | None,
+        typer.Option(
+            "--fallback/--no-fallback",
+            help="When int8 misses the accuracy budget, keep the costliest layers float until it "
+            "fits [default: the profile's].",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Convert MODEL for a device profile, validate it, and write a bundle.
@@ -146,6 +164,8 @@ def build(
         train_data=train,
         epochs=epochs,
         auto_sparsity=auto_sparsity,
+        input_shapes=_input_shapes(input_shape or []),
+        accuracy_fallback=fallback,
     )
     with native_stderr_diverted():
         report = run_build(request, progress=RichProgress(enabled=not quiet))
@@ -153,10 +173,13 @@ def build(
         typer.echo(report.to_json(), nl=False)
     else:
         _print_report(report)
-    for warning in report.warnings:
-        warning_line(warning)
+    for note in report.notes:
+        err_console().print(f"note: {note}", highlight=False)
+    for art in report.artifacts:
+        for warning in art.warnings:
+            warning_line(f"{art.artifact.file}: {warning}")
     if report.status == "over_budget":
-        failed = [c.name for c in report.checks if c.status == "fail"]
+        failed = sorted({name for art in report.artifacts for name in art.failed})
         err_console().print(
             f"[red]over budget[/red] ({', '.join(failed)}): bundle not written; "
             "pass --allow-over-budget to write it anyway"
@@ -168,23 +191,55 @@ def build(
         err_console().print(f"archive: {tarball}")
 
 
+def _input_shapes(values: list[str]) -> dict[str, tuple[int, ...]]:
+    """Parse --input-shape NAME:1x28x28 (or 1x28x28 for the only input, stored under "")."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in values:
+        name, _, dims = value.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            raise typer.BadParameter(
+                f"{value!r}: expected NAME:DIMxDIMx... with integer dims",
+                param_hint="--input-shape",
+            ) from None
+        if any(d <= 0 for d in shape):
+            raise typer.BadParameter(
+                f"{value!r}: dims must be positive", param_hint="--input-shape"
+            )
+        shapes[name] = shape
+    return shapes
+
+
 def _fmt(value: float | None, spec: str = ".2f", unit: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{unit}"
 
 
 def _print_report(report: BuildReport) -> None:
     console = out_console()
-    acc, sizes, lat = report.accuracy, report.sizes, report.latency
-    summary = Table(title=f"edgekit build: {report.bundle_id}", show_header=False)
+    console.print(
+        f"[bold]edgekit build[/bold] {report.bundle_id}: {report.model.path} ({report.model.kind}) "
+        f"for {report.profile.name} ({report.profile.source}), {report.duration_s:.1f} s",
+        highlight=False,
+    )
+    for art in report.artifacts:
+        preferred = " (preferred)" if art.artifact.file == report.preferred else ""
+        _print_artifact(console, art, report.profile.name, f"{art.artifact.file}{preferred}")
+    console.print(f"bundle: {report.bundle_dir or 'not written'}", highlight=False)
+
+
+def _print_artifact(console: Console, art: ArtifactReport, profile: str, title: str) -> None:
+    acc, sizes, lat = art.accuracy, art.sizes, art.latency
+    summary = Table(title=title, show_header=False)
     summary.add_column(style="bold")
     summary.add_column()
-    summary.add_row("model", f"{report.model.path} ({report.model.kind})")
-    summary.add_row("profile", f"{report.profile.name} ({report.profile.source})")
+    info = art.artifact
+    method = f", {info.calibration_method} calibration" if info.calibration_method else ""
     summary.add_row(
         "artifact",
-        f"{report.artifact.format} {report.artifact.quantization}, "
-        f"in {report.artifact.input_dtype} / out {report.artifact.output_dtype}"
-        + (", per-channel" if report.artifact.per_channel else ""),
+        f"{info.format} {info.quantization}, in {info.input_dtype} / out {info.output_dtype}"
+        + (", per-channel" if info.per_channel else "")
+        + method,
     )
     if acc.metric is not None:
         unit = " dB" if acc.metric == "sqnr_db" else " %"
@@ -196,16 +251,22 @@ def _print_report(report: BuildReport) -> None:
     summary.add_row(
         "size",
         f"fp32 {sizes.fp32_bytes / 1024:.1f} KiB -> {sizes.model_bytes / 1024:.1f} KiB "
-        f"({sizes.ratio:.2f}x)",
+        f"({sizes.ratio:.2f}x); gzip {sizes.fp32_gzip_bytes / 1024:.1f} -> "
+        f"{sizes.gzip_bytes / 1024:.1f} KiB ({sizes.gzip_ratio:.2f}x)",
     )
-    summary.add_row("MACs / params", f"{report.macs:,} / {report.params:,}")
+    summary.add_row("MACs / params", f"{art.macs:,} / {art.params:,}")
     summary.add_row(
-        "gzip size",
-        f"fp32 {sizes.fp32_gzip_bytes / 1024:.1f} KiB -> {sizes.gzip_bytes / 1024:.1f} KiB "
-        f"({sizes.gzip_ratio:.2f}x)",
+        f"latency on {profile} (est.)",
+        f"fp32 {lat.est_target_fp32_ms:.3f} ms -> {lat.est_target_ms:.3f} ms",
     )
-    if report.pruning is not None:
-        p = report.pruning
+    if lat.host_p50_ms is not None:
+        summary.add_row(
+            f"latency here, p50 ({lat.host_threads} thr)",
+            f"fp32 {_fmt(lat.host_p50_fp32_ms, '.3f')} ms -> {lat.host_p50_ms:.3f} ms "
+            f"({_fmt(lat.host_ratio)}x)",
+        )
+    if art.pruning is not None:
+        p = art.pruning
         summary.add_row(
             f"pruning ({p.kind}, {p.schedule})",
             f"target {p.target:.0%}, artifact kernels {p.artifact_sparsity:.1%} zero; "
@@ -220,32 +281,29 @@ def _print_report(report: BuildReport) -> None:
                 f"drop {_fmt(attempt.drop_pt)} pt, "
                 + ("within budget" if attempt.within_budget else "over budget"),
             )
-    summary.add_row(
-        f"latency on {report.profile.name} (est.)",
-        f"fp32 {lat.est_target_fp32_ms:.3f} ms -> {lat.est_target_ms:.3f} ms",
-    )
-    if lat.host_p50_ms is not None:
+    if art.fallback is not None:
+        fb = art.fallback
         summary.add_row(
-            f"latency here, p50 ({lat.host_threads} thr)",
-            f"fp32 {_fmt(lat.host_p50_fp32_ms, '.3f')} ms -> {lat.host_p50_ms:.3f} ms "
-            f"({_fmt(lat.host_ratio)}x)",
+            "accuracy fallback",
+            f"plain int8 drop {_fmt(fb.plain_int8_drop_pt)} pt; kept {len(fb.kept_float)} "
+            f"layer(s) float: {', '.join(fb.kept_float) or '-'}; "
+            + ("budget met" if fb.met_budget else "budget NOT met (best mix shown)"),
         )
-    summary.add_row("bundle", report.bundle_dir or "not written")
     console.print(summary)
 
-    ops = Table(title="ops")
+    ops = Table(title=f"ops ({info.file})")
     for column in ("op", "precision", "count", "MACs"):
         ops.add_column(column, justify="right" if column in ("count", "MACs") else "left")
-    for row in report.ops:
+    for row in art.ops:
         style = "yellow" if row.precision == "float" else None
         ops.add_row(row.op, row.precision, str(row.count), f"{row.macs:,}", style=style)
     console.print(ops)
 
-    checks = Table(title="budgets")
+    checks = Table(title=f"budgets ({info.file})")
     for column in ("check", "value", "limit", "status", "detail"):
         checks.add_column(column)
     colors = {"pass": "green", "fail": "red", "not measured": "yellow"}
-    for check in report.checks:
+    for check in art.checks:
         checks.add_row(
             check.name,
             _fmt(check.value, ".3f", f" {check.unit}"),

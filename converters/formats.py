@@ -1,0 +1,139 @@
+"""The ``Exporter`` protocol each artifact format implements, and what they share.
+
+An exporter turns one source (a SavedModel, an ONNX graph) into artifacts of its format: the fp32
+baseline, the quantized artifact (optionally with some layers kept float), the op table, and a
+per-layer error ranking for the accuracy-aware fallback. Adding a format means adding a module
+with one class satisfying :class:`Exporter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from edgekit.converters.model_stats import ModelStats
+from edgekit.datasets import LabelledData
+from edgekit.profiles import Build, ModelFormat, Quantization
+from edgekit.progress import Progress
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """An artifact and what the quantizer did."""
+
+    content: bytes
+    scheme: Quantization
+    refused_ops: tuple[str, ...] = ()  # ops the strict int8 converter refused (kept float)
+    kept_float: tuple[str, ...] = ()  # layers the accuracy fallback kept float
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """How much signal (dB of SQNR against fp32) a layer loses when quantized.
+
+    ``nodes`` are what the quantizer must keep float for this layer: the layer itself plus
+    nodes fused into it whose outputs are never quantized (a Conv before its Relu).
+    """
+
+    name: str
+    op: str
+    loss_db: float
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """A node in topological order: its name (what the quantizer accepts) and tensors."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    output: str
+    candidate: bool = True  # False for data movement, which keeping float would not help
+
+
+class Exporter(Protocol):
+    """Builds the artifacts of one format from one source model."""
+
+    format: ModelFormat
+    file_name: str
+    backend: str  # the runtime backend that validates the artifacts
+
+    def float_model(self) -> bytes:
+        """The fp32 artifact."""
+        ...
+
+    def quantize(
+        self,
+        build: Build,
+        calibration: LabelledData | None,
+        *,
+        keep_float: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> Quantized:
+        """The artifact per the profile's build section, with ``keep_float`` layers left float."""
+        ...
+
+    def inspect(self, content: bytes) -> ModelStats:
+        """Op table, MACs, weights and memory of an artifact of this format."""
+        ...
+
+    def rank_layers(
+        self, quantized: bytes, sample: LabelledData, *, progress: Progress | None = None
+    ) -> list[LayerCost]:
+        """Layers of ``quantized`` ordered by the accuracy they cost, worst first."""
+        ...
+
+
+def channel_sqnr_db(reference: np.ndarray, test: np.ndarray, *, channel_axis: int) -> float:
+    """Median over channels of each channel's SQNR in dB.
+
+    The median, not the SQNR of the whole tensor: one channel with a large range dominates the
+    tensor's energy and hides every other channel being crushed to a few quantization steps.
+    """
+    ref = np.moveaxis(np.asarray(reference, dtype=np.float64), channel_axis, -1)
+    diff = ref - np.moveaxis(np.asarray(test, dtype=np.float64), channel_axis, -1)
+    ref2 = ref.reshape(-1, ref.shape[-1]) if ref.ndim else ref.reshape(1, 1)
+    diff2 = diff.reshape(ref2.shape)
+    signal = (ref2**2).sum(axis=0)
+    noise = (diff2**2).sum(axis=0)
+    live = signal > 0
+    if not live.any():
+        return float("inf")
+    ratio = signal[live] / np.maximum(noise[live], 1e-30)
+    return float(np.median(10.0 * np.log10(ratio)))
+
+
+# int8's noise floor: a full-scale signal quantized to 8 bits has about 6.02 * 8 = 48 dB SQNR.
+# Above it, differences are finer than int8 can show, so SQNRs are capped there; otherwise the
+# first layer would be blamed for the whole gap between a lossless input and any int8 tensor.
+SQNR_CAP_DB = 48.0
+
+
+def rank_by_sqnr_loss(nodes: Sequence[GraphNode], sqnr: dict[str, float]) -> list[LayerCost]:
+    """Cost of each node: the SQNR of its worst input minus the SQNR of its output, worst first.
+
+    SQNRs are accumulated (quantized model against fp32 model at the same tensor), so the
+    difference is what the node itself adds to the error. A node whose output was not measured
+    (fused, never quantized) passes its input's SQNR on and joins the next measured node.
+    """
+    effective = {name: min(value, SQNR_CAP_DB) for name, value in sqnr.items()}
+    fused: dict[str, tuple[str, ...]] = {}
+    costs = []
+    for node in nodes:
+        known = [effective[t] for t in node.inputs if t in effective]
+        before = min(known) if known else SQNR_CAP_DB
+        carried = tuple(name for t in node.inputs for name in fused.get(t, ()))
+        if node.output not in effective:
+            effective[node.output] = before
+            fused[node.output] = (*carried, node.name)
+            continue
+        if node.candidate:
+            costs.append(
+                LayerCost(node.name, node.op, before - effective[node.output],
+                          tuple(dict.fromkeys((*carried, node.name))))
+            )  # fmt: skip
+    return sorted(costs, key=lambda c: -c.loss_db)

@@ -1,0 +1,195 @@
+"""ONNX artifacts (the :class:`Exporter` for ONNX Runtime), from ONNX models or Keras models."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit._optional import require
+from edgekit.converters._errors import first_line
+from edgekit.converters.formats import (
+    GraphNode,
+    LayerCost,
+    Quantized,
+    channel_sqnr_db,
+    rank_by_sqnr_loss,
+)
+from edgekit.converters.model_stats import ModelStats
+from edgekit.converters.onnx_inspect import inspect_onnx
+from edgekit.converters.onnx_quantize import quantize_onnx
+from edgekit.converters.onnx_source import (
+    OnnxModel,
+    load_onnx,
+    name_nodes,
+    preprocess,
+    upgrade_for_quantization,
+)
+from edgekit.datasets import LabelledData
+from edgekit.errors import ConversionError
+from edgekit.profiles import Build, ModelFormat
+from edgekit.progress import Progress, SilentProgress
+
+_DATA_MOVEMENT = frozenset(
+    {"Reshape", "Transpose", "Flatten", "MaxPool", "Concat", "Gather", "Shape", "Slice",
+     "Squeeze", "Unsqueeze", "Cast", "Identity", "Constant", "QuantizeLinear",
+     "DequantizeLinear", "Pad", "Split", "Expand", "Tile"}
+)  # fmt: skip
+RANKING_SAMPLES = 64
+
+
+class OnnxExporter:
+    """ONNX model -> fp32 and QDQ int8 ``.onnx`` artifacts."""
+
+    format = ModelFormat.ONNX
+    file_name = "model.onnx"
+    backend = "onnxruntime"
+
+    def __init__(self, model: OnnxModel) -> None:
+        self.model = preprocess(upgrade_for_quantization(name_nodes(model)))
+
+    @property
+    def notes(self) -> list[str]:
+        """What loading and pre-processing changed (opset upgrades, fixed axes, ...)."""
+        return self.model.notes
+
+    def float_model(self) -> bytes:
+        return self.model.serialized()
+
+    def inspect(self, content: bytes) -> ModelStats:
+        return inspect_onnx(content)
+
+    def quantize(
+        self,
+        build: Build,
+        calibration: LabelledData | None,
+        *,
+        keep_float: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> Quantized:
+        artifact = quantize_onnx(
+            self.model, build, calibration=calibration, exclude=tuple(keep_float), progress=progress
+        )
+        return Quantized(
+            content=artifact.content, scheme=artifact.scheme, kept_float=tuple(keep_float)
+        )
+
+    def rank_layers(
+        self, quantized: bytes, sample: LabelledData, *, progress: Progress | None = None
+    ) -> list[LayerCost]:
+        """ONNX Runtime's QDQ debugging tools: every activation of the QDQ model against the
+        fp32 model's, then the SQNR each node loses."""
+        debug = require("onnxruntime.quantization.qdq_loss_debug", extra="build")
+        progress = progress or SilentProgress()
+        sample = sample.subset(np.arange(min(len(sample), RANKING_SAMPLES)))
+        with tempfile.TemporaryDirectory(prefix="edgekit-qdq-debug-") as tmp:
+            folder = Path(tmp)
+            activations = []
+            with progress.task("Comparing layers with fp32", total=2) as task:
+                for name, content in (("float", self.float_model()), ("qdq", quantized)):
+                    plain, augmented = folder / f"{name}.onnx", folder / f"{name}-aug.onnx"
+                    plain.write_bytes(content)
+                    try:
+                        debug.modify_model_output_intermediate_tensors(str(plain), str(augmented))
+                        activations.append(
+                            debug.collect_activations(str(augmented), _Feed(self.model, sample))
+                        )
+                    except Exception as exc:
+                        raise ConversionError(
+                            f"comparing layers with fp32 failed: {first_line(exc)}"
+                        ) from exc
+                    task.advance()
+        float_acts, qdq_acts = activations
+        # What the next node sees: the dequantized value where the tensor was quantized, the
+        # tensor itself where it was not (e.g. a Conv output fused with its Relu).
+        seen = dict(qdq_acts)
+        for tensor, match in debug.create_activation_matching(qdq_acts).items():
+            seen[tensor] = match["post_qdq"]
+        shapes = _shapes(self.model.proto)
+        sqnr = {}
+        for tensor, values in float_acts.items():
+            if tensor not in seen:
+                continue
+            ref = _restore(values, shapes.get(tensor))
+            test = _restore(seen[tensor], shapes.get(tensor))
+            if ref.shape != test.shape:
+                continue
+            sqnr[tensor] = channel_sqnr_db(ref, test, channel_axis=1 if ref.ndim >= 3 else -1)
+        constants = {init.name for init in self.model.proto.graph.initializer}
+        nodes = [
+            GraphNode(
+                name=node.name,
+                op=node.op_type,
+                inputs=tuple(i for i in node.input if i and i not in constants),
+                output=node.output[0],
+                candidate=node.op_type not in _DATA_MOVEMENT,
+            )
+            for node in self.model.proto.graph.node
+            if node.output and node.op_type != "Constant"
+        ]
+        return rank_by_sqnr_loss(nodes, sqnr)
+
+
+class _Feed:
+    """One sample at a time, so saved (flattened) activations can be reshaped back."""
+
+    def __init__(self, model: OnnxModel, data: LabelledData) -> None:
+        self._names = [s.name for s in model.inputs]
+        self._dtypes = [s.dtype for s in model.inputs]
+        self._data = data
+        self._i = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._i >= len(self._data):
+            return None
+        i = self._i
+        self._i += 1
+        return {
+            name: np.asarray(x[i : i + 1], dtype=dtype)
+            for name, dtype, x in zip(self._names, self._dtypes, self._data.xs, strict=True)
+        }
+
+    def __iter__(self) -> Any:
+        while (item := self.get_next()) is not None:
+            yield item
+
+    def rewind(self) -> None:
+        self._i = 0
+
+
+def _shapes(proto: Any) -> dict[str, tuple[int, ...]]:
+    onnx = require("onnx", extra="build")
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    shapes = {}
+    for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = tuple(d.dim_value if d.dim_value > 0 else 1 for d in dims)
+    return shapes
+
+
+def _restore(batches: Sequence[np.ndarray], shape: tuple[int, ...] | None) -> np.ndarray:
+    """Saved activations come flattened, one sample per batch: give them back their shape."""
+    if shape and all(int(np.prod(shape)) == b.size for b in batches):
+        return np.concatenate([b.reshape(shape) for b in batches])
+    return np.concatenate([b.reshape(-1, 1) for b in batches])
+
+
+def keras_to_onnx(model_path: Path, work_dir: Path) -> OnnxModel:
+    """Export a Keras model to ONNX (Keras' own exporter, tf2onnx underneath)."""
+    from edgekit.converters.source import load_keras_model
+
+    require("tf2onnx", extra="build")
+    model = load_keras_model(model_path)
+    example = [
+        np.zeros([1 if d is None else d for d in t.shape], dtype=t.dtype) for t in model.inputs
+    ]
+    out = work_dir / f"{model_path.stem}.onnx"
+    try:
+        model(example if len(example) > 1 else example[0])  # Keras exports only called models
+        model.export(str(out), format="onnx", verbose=False)
+    except Exception as exc:
+        raise ConversionError(f"cannot export {model_path} to ONNX: {first_line(exc)}") from exc
+    return load_onnx(out)

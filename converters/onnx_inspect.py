@@ -1,0 +1,152 @@
+"""Reading an ONNX artifact: ops and their precision, MACs, weights, memory.
+
+In QDQ models a node runs in int8 when ONNX Runtime can fuse it with the DequantizeLinear nodes
+feeding it and the QuantizeLinear nodes after it; that is how the op table decides precision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgekit._optional import require
+from edgekit.converters._errors import first_line
+from edgekit.converters.model_stats import ModelStats, OpInfo, WeightInfo
+from edgekit.errors import ConversionError
+
+_CONVERSION = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+_INTEGER_OPS = {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul"}
+_WEIGHTED = {"Conv", "ConvInteger", "QLinearConv", "Gemm", "MatMul", "MatMulInteger",
+             "ConvTranspose"}  # fmt: skip
+_FLOAT = {1: "float32", 10: "float16", 11: "float64"}
+_ITEMSIZE = {1: 4, 10: 2, 11: 8, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 9: 1}
+
+
+def inspect_onnx(content: bytes) -> ModelStats:
+    """Op table, MACs (batch 1), weights and a memory estimate of an ONNX model."""
+    onnx = require("onnx", extra="build")
+    numpy_helper = require("onnx.numpy_helper", extra="build")
+    try:
+        proto = onnx.load_model_from_string(content)
+        proto = onnx.shape_inference.infer_shapes(proto)
+    except Exception as exc:
+        raise ConversionError(f"not a readable ONNX model: {first_line(exc)}") from exc
+    graph = proto.graph
+    constants: dict[str, np.ndarray] = {
+        init.name: numpy_helper.to_array(init) for init in graph.initializer
+    }
+    for node in graph.node:  # weights held in Constant nodes count as constants too
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    constants[node.output[0]] = numpy_helper.to_array(attr.t)
+    shapes, types = _value_infos(graph)
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def weight_source(name: str) -> str:
+        """Follow a DequantizeLinear back to the stored (int8) weight."""
+        node = producer.get(name)
+        if node is not None and node.op_type == "DequantizeLinear" and node.input[0] in constants:
+            return str(node.input[0])
+        return name
+
+    ops: list[OpInfo] = []
+    weights: list[WeightInfo] = []
+    params = 0
+    arena = 0
+    for node in graph.node:
+        if node.op_type == "Constant":
+            continue
+        precision = _precision(node, producer, consumers, constants, types)
+        macs = _macs(node, shapes)
+        ops.append(OpInfo(op=node.op_type, precision=precision, macs=macs))
+        if node.op_type in _WEIGHTED and len(node.input) > 1:
+            source = weight_source(node.input[1])
+            if source in constants and constants[source].ndim >= 2:
+                data = constants[source]
+                weights.append(WeightInfo(node.op_type, source, int(data.size),
+                                          int(np.count_nonzero(data == 0))))  # fmt: skip
+                params += int(data.size)
+                if len(node.input) > 2 and weight_source(node.input[2]) in constants:
+                    params += int(constants[weight_source(node.input[2])].size)
+        live = [n for n in (*node.input, *node.output) if n and n not in constants]
+        arena = max(arena, sum(_nbytes(shapes.get(n), types.get(n)) for n in live))
+    return ModelStats(ops=tuple(ops), params=params, arena_bytes=arena, weights=tuple(weights))
+
+
+def _value_infos(graph: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    types: dict[str, int] = {}
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        tensor = value.type.tensor_type
+        types[value.name] = tensor.elem_type
+        if tensor.HasField("shape"):
+            # Dynamic axes (the batch, mostly) count as 1: figures are per inference of one sample.
+            shapes[value.name] = tuple(
+                d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
+                for d in tensor.shape.dim
+            )
+    for init in graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+        types[init.name] = init.data_type
+    return shapes, types
+
+
+def _precision(
+    node: Any,
+    producer: dict[str, Any],
+    consumers: dict[str, list[Any]],
+    constants: dict[str, np.ndarray],
+    types: dict[str, int],
+) -> str:
+    if node.op_type in _CONVERSION:
+        return "convert"
+    if node.op_type in _INTEGER_OPS:
+        return "int8"
+    outputs = [o for o in node.output if o]
+    if outputs and all(types.get(o) not in _FLOAT for o in outputs):
+        return "int8" if any(types.get(o) in (2, 3) for o in outputs) else "index"
+    activations = [i for i in node.input if i and i not in constants]
+    float_inputs = [i for i in activations if types.get(i) in _FLOAT]
+    fed_by_dq = all(
+        producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
+        for i in float_inputs
+    )
+    feeds_q = all(
+        consumers.get(o) and all(c.op_type == "QuantizeLinear" for c in consumers[o])
+        for o in outputs
+    )
+    return "int8" if float_inputs and fed_by_dq and feeds_q else "float"
+
+
+def _macs(node: Any, shapes: dict[str, tuple[int, ...]]) -> int:
+    op = node.op_type
+    out = shapes.get(node.output[0]) if node.output else None
+    if not out or op not in _WEIGHTED:
+        return 0
+    weight_index = 3 if op == "QLinearConv" else 1
+    weight = shapes.get(node.input[weight_index]) if len(node.input) > weight_index else None
+    if not weight:
+        return 0
+    if op in ("Conv", "ConvInteger", "QLinearConv"):  # weight: (out, in/group, kh, kw)
+        return int(np.prod(out)) * int(np.prod(weight[1:]))
+    if op == "ConvTranspose":  # weight: (in, out/group, kh, kw); MACs over the input positions
+        data = shapes.get(node.input[0])
+        return int(np.prod(data)) * int(np.prod(weight[1:])) if data else 0
+    if op == "Gemm":
+        transposed = any(a.name == "transB" and a.i for a in node.attribute)
+        k = weight[1] if transposed else weight[0]
+        return int(np.prod(out)) * int(k)
+    # MatMul / MatMulInteger: (..., M, K) x (K, N)
+    return int(np.prod(out)) * int(weight[-2] if len(weight) >= 2 else weight[0])
+
+
+def _nbytes(shape: tuple[int, ...] | None, elem_type: int | None) -> int:
+    if shape is None or elem_type not in _ITEMSIZE:
+        return 0
+    return int(np.prod(shape)) * _ITEMSIZE[elem_type]
