@@ -73,6 +73,7 @@ def _malformed_corpus() -> list[tuple[str, bytes, str]]:
     good = json.loads(make_report("rpi4-01").to_json())
     wrong_type = {**good, "threads": "four"}
     unknown_schema = {**good, "schema": "edgekit.report/2"}
+    beyond_64_bits = {**good, "message_id": uuid.uuid4().hex, "sequence": 2**70}
     return [
         ("edgekit/v1/rpi4-01/report", b"{this is not json", "Invalid JSON"),
         ("edgekit/v1/rpi4-01/report", json.dumps(wrong_type).encode(), "threads"),
@@ -80,6 +81,11 @@ def _malformed_corpus() -> list[tuple[str, bytes, str]]:
         ("edgekit/v1/rpi4-99/report", make_report("rpi4-01").to_json(), "does not match"),
         ("edgekit/v1/rpi4-01/report", json.dumps(unknown_schema).encode(), "schema"),
         ("edgekit/v1/rpi4-01/status", b"rebooting", "not 'online' or 'offline'"),
+        (
+            "edgekit/v1/rpi4-01/report",
+            json.dumps(beyond_64_bits).encode(),
+            "database refused the report",
+        ),
     ]
 
 

@@ -164,3 +164,39 @@ def test_password_is_not_shown(tmp_path):
     with pytest.raises(StoreError) as info:
         Store("postgresql+psycopg://u:s3cret@127.0.0.1:1/x", timeout_s=1)
     assert "s3cret" not in str(info.value)
+
+
+def test_reports_the_database_refuses_become_rejections(store_url):
+    """A value the database cannot hold must not look like an outage (retried forever) nor
+    stop the collector: the report is stored as a rejection, the rest of the batch is kept."""
+    import json
+
+    from edgekit.schema import Report
+
+    good = make_report("rpi4-a", sequence=1)
+    data = json.loads(make_report("rpi4-a").to_json())
+    data["sequence"] = 2**70  # valid JSON and schema, beyond a 64-bit column
+    huge = Report.model_validate(data)
+    data = json.loads(make_report("rpi4-a").to_json())
+    data["host"]["hostname"] = "pi\x00"  # PostgreSQL text cannot hold NUL; SQLite can
+    nul = Report.model_validate(data)
+    now = utc_now()
+    items = [
+        AcceptedReport(good, now),
+        AcceptedReport(huge, now, huge.to_json(), "edgekit/v1/rpi4-a/report"),
+        AcceptedReport(nul, now, nul.to_json(), "edgekit/v1/rpi4-a/report"),
+        StatusUpdate("rpi4-a", "online", False, now),
+    ]
+    with Store(store_url) as store:
+        result = store.add_batch(items)
+        postgres = store_url.startswith("postgresql")
+        assert result.stored == (1 if postgres else 2)
+        assert result.rejected == (2 if postgres else 1)
+        assert result.status_changes == 1
+        snapshot = store.snapshot()
+        stored = store.message_ids()
+    assert good.message_id in stored
+    assert huge.message_id not in stored
+    reasons = [r.reason for r in snapshot.recent_rejected]
+    assert all(r.startswith("database refused the report") for r in reasons)
+    assert {r.topic for r in snapshot.recent_rejected} == {"edgekit/v1/rpi4-a/report"}

@@ -25,6 +25,7 @@ class AcceptedReport:
     received_at: datetime
     # The payload as it arrived, kept verbatim; None when the report was built in-process.
     raw: bytes | None = None
+    topic: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ def classify(
             f"payload device_id {report.device_id!r} does not match topic device id {device_id!r}"
         )
         return Rejection(topic, payload, reason, received_at)
-    return AcceptedReport(report, received_at, payload)
+    return AcceptedReport(report, received_at, payload, topic)
 
 
 def _status(device_id: str, payload: bytes, *, retained: bool, received_at: datetime) -> Intake:

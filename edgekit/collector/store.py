@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    IntegrityError,
+    NoSuchModuleError,
+    SQLAlchemyError,
+)
 
 from edgekit.collector.intake import AcceptedReport, Intake, Rejection, StatusUpdate, StatusValue
 from edgekit.collector.snapshot import (
@@ -75,6 +81,19 @@ class BatchResult:
     duplicates: int = 0
     status_changes: int = 0
     rejected: int = 0
+
+    def plus(self, other: BatchResult) -> BatchResult:
+        """Both results added up."""
+        return BatchResult(
+            self.stored + other.stored,
+            self.duplicates + other.duplicates,
+            self.status_changes + other.status_changes,
+            self.rejected + other.rejected,
+        )
+
+
+class _Refused(Exception):
+    """The database refused a row for what it contains (not because it is unavailable)."""
 
 
 @dataclass(slots=True)
@@ -153,17 +172,39 @@ class Store:
         """Store reports, status changes and rejections in one transaction; commit before return.
 
         Reports whose message id is already stored (or repeated in the batch) are counted as
-        duplicates and not stored again.
+        duplicates and not stored again. A report the database refuses (a NUL character in a
+        PostgreSQL string, an integer beyond 64 bits) is stored as a rejection instead, so one
+        bad report neither stops the collector nor passes for a database outage.
         """
         plan = _Plan.of(items)
+        try:
+            return self._commit(plan)
+        except _Refused:
+            return self._commit_one_by_one(plan)
+
+    def _commit(self, plan: _Plan) -> BatchResult:
         for attempt in range(_INTEGRITY_RETRIES):
             try:
-                with self._guard("storing a batch"), self._engine.begin() as conn:
+                with self._guard("storing a batch", isolate=True), self._engine.begin() as conn:
                     return self._write(conn, plan, look_up_existing=True)
             except IntegrityError as exc:
                 if attempt == _INTEGRITY_RETRIES - 1:
                     raise self._error("storing a batch", exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _commit_one_by_one(self, plan: _Plan) -> BatchResult:
+        """Commit each report alone, turning the refused ones into rejections."""
+        totals = BatchResult(duplicates=plan.in_batch_duplicates)
+        refused: list[Rejection] = []
+        for item in plan.reports:
+            try:
+                totals = totals.plus(self._commit(_Plan(reports=[item])))
+            except _Refused as exc:
+                payload = item.raw if item.raw is not None else item.report.to_json()
+                reason = f"database refused the report: {exc}"
+                refused.append(Rejection(item.topic, payload, reason, item.received_at))
+        rest = _Plan(statuses=plan.statuses, rejections=plan.rejections + refused)
+        return totals.plus(self._commit(rest))
 
     def add_report(self, report: Report, *, received_at: datetime | None = None) -> bool:
         """Store one report and commit; False when its message id was already stored."""
@@ -207,18 +248,13 @@ class Store:
             "bundle_digest",
             [_bundle_row(r, plan.reports[0].received_at) for r in first_by_digest.values()],
         )
-        fresh = plan.reports
-        if look_up_existing and fresh:
-            stored = self.message_ids([i.report.message_id for i in fresh], conn=conn)
-            fresh = [i for i in fresh if i.report.message_id not in stored]
-        if fresh:
-            _insert_reports(conn, fresh)
+        stored = _insert_reports(conn, plan.reports, skip_stored=look_up_existing)
         changes = self._record_statuses(conn, plan.statuses)
         if plan.rejections:
             conn.execute(insert(_rejected), [_rejected_row(r) for r in plan.rejections])
         return BatchResult(
-            stored=len(fresh),
-            duplicates=plan.in_batch_duplicates + len(plan.reports) - len(fresh),
+            stored=stored,
+            duplicates=plan.in_batch_duplicates + len(plan.reports) - stored,
             status_changes=changes,
             rejected=len(plan.rejections),
         )
@@ -359,20 +395,27 @@ class Store:
                 yield own
 
     @contextmanager
-    def _guard(self, action: str) -> Iterator[None]:
-        """Translate database failures (IntegrityError is left to the caller, which expects it)."""
+    def _guard(self, action: str, *, isolate: bool = False) -> Iterator[None]:
+        """Translate database failures (IntegrityError is left to the caller, which expects it;
+        with ``isolate``, so is a refusal of the data itself)."""
         try:
             yield
         except IntegrityError:
             raise
+        except (DataError, OverflowError) as exc:
+            if isolate:
+                raise _Refused(_detail(exc)) from exc
+            raise StoreError(f"{action} failed on {self.display_url}: {_detail(exc)}") from exc
         except SQLAlchemyError as exc:
             raise self._error(action, exc) from exc
 
     def _error(self, action: str, exc: SQLAlchemyError) -> StoreError:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        return StoreError(
-            f"{action} failed on {self.display_url}: {detail[0] if detail else type(exc).__name__}"
-        )
+        return StoreError(f"{action} failed on {self.display_url}: {_detail(exc)}")
+
+
+def _detail(exc: BaseException) -> str:
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _engine(url: str, timeout_s: float) -> Engine:
@@ -456,29 +499,52 @@ _SQLITE_INSERT_REPORTS = (
     f"INSERT INTO reports ({', '.join(_REPORT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _REPORT_COLUMNS)})"
 )
+_ZERO = timedelta(0)
 
 
-def _insert_reports(conn: Connection, items: list[AcceptedReport]) -> None:
-    """Insert report rows; on SQLite straight through the driver's executemany.
+def _insert_reports(conn: Connection, items: list[AcceptedReport], *, skip_stored: bool) -> int:
+    """Insert report rows and return how many were new.
 
-    Measured on the collector's ingest path: SQLAlchemy's per-row parameter processing and the
-    dict per row cost ~15 us of ~110 us per message, the difference between missing and meeting
-    10,000 reports/s. The text written for timestamps is exactly what SQLAlchemy's SQLite
-    DateTime type writes and reads back.
+    With ``skip_stored``, ids already in the table are skipped instead of aborting the
+    transaction; without it a stored id raises IntegrityError. Either way the unique constraint
+    decides, so it holds against a collector writing at the same time.
+
+    On SQLite the rows go straight to the driver's executemany, with ``ON CONFLICT DO NOTHING``
+    instead of a look-up first. Measured on the ingest path: SQLAlchemy's per-row parameter
+    processing, the dict per row and the look-up cost ~15 us of ~110 us per message, the
+    difference between missing and meeting 10,000 reports/s. Timestamps are written as exactly
+    the text SQLAlchemy's SQLite DateTime type writes and reads back.
     """
-    if conn.dialect.name != "sqlite":
-        conn.execute(
-            insert(_reports),
-            [dict(zip(_REPORT_COLUMNS, _report_values(i), strict=True)) for i in items],
-        )
-        return
-    conn.exec_driver_sql(
-        _SQLITE_INSERT_REPORTS, [_report_values(i, time=_sqlite_time) for i in items]
+    if not items:
+        return 0
+    if conn.dialect.name == "sqlite":
+        sql = _SQLITE_INSERT_REPORTS
+        if skip_stored:
+            sql += " ON CONFLICT (message_id) DO NOTHING"
+        result = conn.exec_driver_sql(sql, [_report_values(i, time=_sqlite_time) for i in items])
+        # sqlite3 sums the rows changed over all parameter sets of an executemany.
+        return int(result.rowcount)
+    if skip_stored:
+        stored: set[str] = set()
+        ids = [i.report.message_id for i in items]
+        for chunk in _chunks(ids):
+            stored.update(
+                conn.scalars(select(_reports.c.message_id).where(_reports.c.message_id.in_(chunk)))
+            )
+        items = [i for i in items if i.report.message_id not in stored]
+        if not items:
+            return 0
+    conn.execute(
+        insert(_reports),
+        [dict(zip(_REPORT_COLUMNS, _report_values(i), strict=True)) for i in items],
     )
+    return len(items)
 
 
 def _sqlite_time(value: datetime) -> str:
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.utcoffset() != _ZERO:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _bundle_row(report: Report, received_at: datetime) -> dict[str, Any]:
@@ -538,11 +604,12 @@ def _report_values(item: AcceptedReport, *, time: Any = _utc) -> tuple[Any, ...]
 
 def _rejected_row(item: Rejection) -> dict[str, Any]:
     return {
-        "topic": item.topic[:1024],
+        # PostgreSQL text cannot hold NUL; a reason may quote a sender's bytes.
+        "topic": item.topic[:1024].replace("\x00", "\\x00"),
         "payload": item.payload[:REJECTED_PAYLOAD_KEEP],
         "payload_bytes": len(item.payload),
         "truncated": len(item.payload) > REJECTED_PAYLOAD_KEEP,
-        "reason": item.reason[:1024],
+        "reason": item.reason[:1024].replace("\x00", "\\x00"),
         "received_at": item.received_at,
     }
 
