@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
+import threading
 
 from edgekit_testing import EDGEKIT, assert_one_clear_error, run_edgekit
 from fixtures_collector import (
@@ -28,21 +28,25 @@ def test_collect_stores_reports_for_a_duration(collector_mosquitto, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
     try:
         reports = [make_report("rpi4-01", sequence=i) for i in range(25)]
-        # The collector's session must exist before publishing: wait for its database.
-        wait_until(lambda: (tmp_path / "fleet.db").exists(), what="the database file")
-        time.sleep(1.0)
+        # Publish once the collector has subscribed (it says so on stderr), or nothing queues.
+        wait_until(lambda: any("collecting" in line for line in lines), what="the subscription")
         publish_all(collector_mosquitto.port, [report_message(r) for r in reports])
         wait_until(
             lambda: table_rows(db, "SELECT count(*) FROM reports") == [(25,)],
             what="25 reports stored",
         )
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(10)
     finally:
         if proc.poll() is None:
             proc.kill()
+    stderr = "".join(lines)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "stored 25 reports" in stderr

@@ -246,7 +246,11 @@ class Store:
             conn,
             _bundles,
             "bundle_digest",
-            [_bundle_row(r, plan.reports[0].received_at) for r in first_by_digest.values()],
+            # Sorted for the same reason as devices: concurrent inserts lock in one order.
+            [
+                _bundle_row(first_by_digest[d], plan.reports[0].received_at)
+                for d in sorted(first_by_digest)
+            ],
         )
         stored = _insert_reports(conn, plan.reports, skip_stored=look_up_existing)
         changes = self._record_statuses(conn, plan.statuses)
