@@ -167,3 +167,55 @@ def test_report_empty_database_says_so(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "holds no reports yet" in result.stderr
     assert "No reports yet" in out.read_text()
+
+
+def test_collect_with_two_worker_processes(collector_mosquitto, tmp_path):
+    """--workers 2: two processes in a share group; every report stored exactly once."""
+    db = f"sqlite:///{tmp_path / 'fleet.db'}"
+    proc = subprocess.Popen(
+        [EDGEKIT, "collect", "--broker", collector_mosquitto.url, "--db", db, "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        wait_until(
+            lambda: any("with 2 processes" in line for line in lines),
+            timeout_s=60,
+            what="both collector processes subscribed",
+        )
+        reports = [make_report(f"dev-{i % 20:02d}", sequence=i) for i in range(400)]
+        publish_all(collector_mosquitto.port, [report_message(r) for r in reports])
+        wait_until(
+            lambda: table_rows(db, "SELECT count(*) FROM reports") == [(400,)],
+            what="400 reports stored",
+        )
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        reader.join(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = "".join(lines)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "stored 400 reports (0 duplicates dropped)" in stderr
+    ids = table_rows(db, "SELECT message_id FROM reports")
+    assert sorted(i[0] for i in ids) == sorted(r.message_id for r in reports)
+
+
+def test_collect_workers_unreachable_broker(tmp_path):
+    result = run_edgekit(
+        "collect",
+        "--workers",
+        "2",
+        "--broker",
+        f"mqtt://127.0.0.1:{free_port()}",
+        "--db",
+        f"sqlite:///{tmp_path / 'x.db'}",
+        timeout=120,
+    )
+    assert_one_clear_error(result, "cannot connect to MQTT broker")

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from edgekit._optional import require
 from edgekit.collector.broker_url import BrokerUrl
@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 _FORBIDDEN_IN_NAMES = ("/", "+", "#")
 # How often an idle writer wakes to look at the stop flag.
 _POLL_S = 0.2
+
+
+class StopFlag(Protocol):
+    """Anything with ``is_set()``: a threading or a multiprocessing Event."""
+
+    def is_set(self) -> bool: ...
 
 
 class MqttVersion(StrEnum):
@@ -191,7 +197,7 @@ class Collector:
                 log.warning("writer still busy at shutdown; unacknowledged messages will return")
         self._shutdown_client()
 
-    def run(self, *, duration_s: float | None = None, stop: threading.Event | None = None) -> None:
+    def run(self, *, duration_s: float | None = None, stop: StopFlag | None = None) -> None:
         """Block until ``duration_s`` has passed or ``stop`` is set (the caller starts and
         stops the collector); raise the writer's error if it died."""
         deadline = None if duration_s is None else time.monotonic() + duration_s
