@@ -5,6 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+# Ops that only move or reshape data; left in float they cost nothing worth reporting.
+DATA_MOVEMENT_OPS = frozenset(
+    {"RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE",
+     "CONCATENATION", "GATHER", "SLICE", "PAD", "QUANTIZE", "DEQUANTIZE",
+     "Reshape", "Shape", "Slice", "Squeeze", "Unsqueeze", "Transpose", "Flatten", "Concat",
+     "Gather", "Cast", "Identity", "Pad", "Split", "Expand", "Tile", "QuantizeLinear",
+     "DequantizeLinear"}
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class OpInfo:
@@ -69,8 +78,16 @@ class ModelStats:
 
     @property
     def float_ops(self) -> tuple[str, ...]:
-        """Compute ops that run in float (quantize/dequantize at the edges not counted)."""
-        return tuple(sorted({op.op for op in self.ops if op.precision == "float"}))
+        """Compute ops that run in float (ops that only move data not counted)."""
+        return tuple(
+            sorted(
+                {
+                    op.op
+                    for op in self.ops
+                    if op.precision == "float" and op.op not in DATA_MOVEMENT_OPS
+                }
+            )
+        )
 
     def table(self) -> tuple[OpRow, ...]:
         """Ops grouped by type and precision, in order of MACs then count."""

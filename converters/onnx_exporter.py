@@ -18,7 +18,7 @@ from edgekit.converters.formats import (
     channel_sqnr_db,
     rank_by_sqnr_loss,
 )
-from edgekit.converters.model_stats import ModelStats
+from edgekit.converters.model_stats import DATA_MOVEMENT_OPS, ModelStats
 from edgekit.converters.onnx_inspect import inspect_onnx
 from edgekit.converters.onnx_quantize import quantize_onnx
 from edgekit.converters.onnx_source import (
@@ -33,11 +33,8 @@ from edgekit.errors import ConversionError
 from edgekit.profiles import Build, ModelFormat
 from edgekit.progress import Progress, SilentProgress
 
-_DATA_MOVEMENT = frozenset(
-    {"Reshape", "Transpose", "Flatten", "MaxPool", "Concat", "Gather", "Shape", "Slice",
-     "Squeeze", "Unsqueeze", "Cast", "Identity", "Constant", "QuantizeLinear",
-     "DequantizeLinear", "Pad", "Split", "Expand", "Tile"}
-)  # fmt: skip
+# Keeping these float would not win accuracy back: they only move data.
+_NOT_CANDIDATES = DATA_MOVEMENT_OPS | {"MaxPool", "Constant"}
 RANKING_SAMPLES = 64
 
 
@@ -125,7 +122,7 @@ class OnnxExporter:
                 op=node.op_type,
                 inputs=tuple(i for i in node.input if i and i not in constants),
                 output=node.output[0],
-                candidate=node.op_type not in _DATA_MOVEMENT,
+                candidate=node.op_type not in _NOT_CANDIDATES,
             )
             for node in self.model.proto.graph.node
             if node.output and node.op_type != "Constant"

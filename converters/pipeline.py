@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit import metrics
 from edgekit._version import __version__
 from edgekit.bundle import write_bundle
 from edgekit.converters import report as rpt
@@ -44,6 +45,7 @@ from edgekit.manifest import (
     Manifest,
     ProfileRef,
     PruningInfo,
+    RuntimeHints,
 )
 from edgekit.manifest import SourceModel as SourceRef
 from edgekit.profiles import DeviceProfile, IODtype, ModelFormat, PruneKind, Quantization
@@ -608,11 +610,18 @@ def _write(
 ) -> None:
     files: dict[str, bytes] = {b.exporter.file_name: b.quantized.content for b in chosen}
     files[REPORT_FILE] = report.to_json().encode()
+    sample_values: list[float | None] = [None] * len(chosen)
     if reference.data is not None:
-        outputs = reference.outputs(chosen[0].baseline)
-        files[EVAL_SAMPLE_FILE] = _eval_sample(reference.data, outputs, request.eval_sample_size)
+        keep = reference.data.sample_indices(request.eval_sample_size)
+        sample = reference.data.subset(keep)
+        fp32_outputs = reference.outputs(chosen[0].baseline)[keep]
+        files[EVAL_SAMPLE_FILE] = _eval_sample(sample, fp32_outputs)
+        for i, built in enumerate(chosen):  # what the board must reproduce on the same sample
+            outputs = outputs_of(built.quantized.content, sample, backend=built.exporter.backend)
+            scored = metrics.score(outputs, labels=sample.y, reference=fp32_outputs)
+            sample_values[i] = None if scored is None else scored[1]
     artifacts = []
-    for built, figures in zip(chosen, report.artifacts, strict=True):
+    for built, figures, value in zip(chosen, report.artifacts, sample_values, strict=True):
         backend = open_backend(built.exporter.backend, built.quantized.content)
         artifacts.append(
             Artifact(
@@ -622,7 +631,7 @@ def _write(
                 per_channel=figures.artifact.per_channel,
                 inputs=backend.inputs,
                 outputs=backend.outputs,
-                metrics=_metrics(figures),
+                metrics=_metrics(figures, value),
                 pruning=_pruning_info(figures.pruning),
                 kept_float=built.quantized.kept_float,
             )
@@ -641,13 +650,18 @@ def _write(
         preferred=report.preferred,
         files={name: FileEntry.of_bytes(data) for name, data in files.items()},
         budget_override=report.status == "over_budget_overridden",
+        runtime=RuntimeHints(
+            backend=request.profile.runtime.backend.value,
+            threads=request.profile.runtime.threads,
+            delegate=request.profile.runtime.delegate,
+        ),
         eval_sample=EVAL_SAMPLE_FILE if EVAL_SAMPLE_FILE in files else None,
         build_report=REPORT_FILE,
     )
     write_bundle(request.out_dir, files, manifest)
 
 
-def _metrics(figures: rpt.ArtifactReport) -> BuildMetrics:
+def _metrics(figures: rpt.ArtifactReport, eval_sample_value: float | None) -> BuildMetrics:
     acc = figures.accuracy
     return BuildMetrics(
         metric=acc.metric,
@@ -664,6 +678,7 @@ def _metrics(figures: rpt.ArtifactReport) -> BuildMetrics:
         host_p50_ms_fp32=figures.latency.host_p50_fp32_ms,
         host_p50_ms=figures.latency.host_p50_ms,
         gzip_bytes=figures.sizes.gzip_bytes,
+        eval_sample_value=eval_sample_value,
     )
 
 
@@ -683,19 +698,18 @@ def _pruning_info(figures: rpt.PruningFigures | None) -> PruningInfo | None:
     )
 
 
-def _eval_sample(data: LabelledData, fp32_outputs: np.ndarray, size: int) -> bytes:
+def _eval_sample(sample: LabelledData, fp32_outputs: np.ndarray) -> bytes:
     """A small labelled sample for on-device accuracy, with the fp32 outputs as reference.
 
     Inputs are stored as ``x`` (one input) or ``x0``, ``x1``, ... in model input order.
     """
-    keep = data.sample_indices(size)
-    arrays: dict[str, Any] = {"reference": fp32_outputs[keep]}
-    if len(data.xs) == 1:
-        arrays["x"] = _stored(data.x[keep])
+    arrays: dict[str, Any] = {"reference": fp32_outputs}
+    if len(sample.xs) == 1:
+        arrays["x"] = _stored(sample.x)
     else:
-        arrays.update({f"x{i}": _stored(x[keep]) for i, x in enumerate(data.xs)})
-    if data.y is not None:
-        arrays["y"] = data.y[keep]
+        arrays.update({f"x{i}": _stored(x) for i, x in enumerate(sample.xs)})
+    if sample.y is not None:
+        arrays["y"] = sample.y
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()

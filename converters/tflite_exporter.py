@@ -25,17 +25,15 @@ from edgekit.converters.formats import (
     channel_sqnr_db,
     rank_by_sqnr_loss,
 )
-from edgekit.converters.model_stats import ModelStats
+from edgekit.converters.model_stats import DATA_MOVEMENT_OPS, ModelStats
 from edgekit.converters.tflite_inspect import inspect_tflite
 from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError, DataError
 from edgekit.profiles import Build, IODtype, ModelFormat, Quantization
 from edgekit.progress import Progress, SilentProgress
 
-_DATA_MOVEMENT = frozenset(
-    {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK", "SQUEEZE",
-     "EXPAND_DIMS", "TRANSPOSE", "MAX_POOL_2D", "CONCATENATION", "GATHER", "SLICE", "PAD"}
-)  # fmt: skip
+# Keeping these float would not win accuracy back: they only move data.
+_NOT_CANDIDATES = DATA_MOVEMENT_OPS | {"MAX_POOL_2D"}
 # Samples the per-layer comparison runs (one at a time, every tensor kept).
 RANKING_SAMPLES = 64
 
@@ -190,7 +188,7 @@ class TFLiteExporter:
                 op=op["op"],
                 inputs=tuple(names.get(t, t) for t in op["inputs"]),
                 output=names.get(op["output"], op["output"]),
-                candidate=op["op"] not in _DATA_MOVEMENT and op["quantized"],
+                candidate=op["op"] not in _NOT_CANDIDATES and op["quantized"],
             )
             for op in test.ops
         ]

@@ -90,6 +90,8 @@ class BuildMetrics(_Frozen):
     host_p50_ms_fp32: float | None = None
     host_p50_ms: float | None = None
     gzip_bytes: int | None = None
+    # The metric on the bundle's own eval sample at build time: the board must reproduce it.
+    eval_sample_value: float | None = None
 
 
 class PruningInfo(_Frozen):
@@ -121,6 +123,14 @@ class Artifact(_Frozen):
     kept_float: tuple[str, ...] = ()
 
 
+class RuntimeHints(_Frozen):
+    """How the profile says the board should run the bundle (flags on the board win)."""
+
+    backend: str
+    threads: Annotated[int, Field(ge=1)]
+    delegate: str = "none"
+
+
 class Manifest(_Frozen):
     """What a bundle holds; every file but the manifest itself is listed with its SHA-256."""
 
@@ -136,6 +146,7 @@ class Manifest(_Frozen):
     # The artifact the runtime should load when it can run several.
     preferred: FileName
     files: dict[FileName, FileEntry]
+    runtime: RuntimeHints | None = None
     # True when the build missed a budget and the user chose to bundle it anyway.
     budget_override: bool = False
     eval_sample: FileName | None = None

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+
+MetricName = Literal["top1", "agreement", "sqnr_db"]
 
 
 def is_classifier_output(outputs: np.ndarray) -> bool:
@@ -28,3 +32,17 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     if noise == 0.0:
         return float("inf")
     return 10.0 * float(np.log10(max(signal, 1e-30) / noise))
+
+
+def score(
+    outputs: np.ndarray, *, labels: np.ndarray | None, reference: np.ndarray | None
+) -> tuple[MetricName, float] | None:
+    """The metric a bundle's eval sample supports, as (name, value): top-1 against labels,
+    top-1 agreement with the fp32 reference, or SQNR against it for non-classifiers."""
+    if is_classifier_output(outputs) and labels is not None:
+        return "top1", top1(outputs, labels)
+    if reference is None:
+        return None
+    if is_classifier_output(outputs):
+        return "agreement", agreement(outputs, reference)
+    return "sqnr_db", sqnr_db(reference, outputs)

@@ -7,6 +7,7 @@ in ``_BACKENDS``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +20,18 @@ from edgekit.manifest import TensorSpec
 # backend name -> (module, class); imported only when asked for, so a board pays for one.
 _BACKENDS: dict[str, tuple[str, str]] = {
     "litert": ("edgekit.runtime.litert", "LiteRTBackend"),
+    "tflite-runtime": ("edgekit.runtime.tflite_runtime", "TFLiteRuntimeBackend"),
     "onnxruntime": ("edgekit.runtime.onnxruntime", "OnnxRuntimeBackend"),
+}
+# Which backends run which artifact format, best first; and the package each needs.
+BACKENDS_FOR_FORMAT: dict[str, tuple[str, ...]] = {
+    "tflite": ("litert", "tflite-runtime"),
+    "onnx": ("onnxruntime",),
+}
+_PACKAGES = {
+    "litert": "ai_edge_litert",
+    "tflite-runtime": "tflite_runtime",
+    "onnxruntime": "onnxruntime",
 }
 
 
@@ -52,6 +64,12 @@ class Backend(Protocol):
 def available_backends() -> list[str]:
     """Names of all backends edgekit knows, installed or not."""
     return sorted(_BACKENDS)
+
+
+def installed(name: str) -> bool:
+    """True when the package behind backend ``name`` can be imported (checked without
+    importing it: finding a module does not load the interpreter)."""
+    return importlib.util.find_spec(_PACKAGES[name]) is not None
 
 
 def open_backend(name: str, model: Path | bytes, *, threads: int = 1) -> Backend:

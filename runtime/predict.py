@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgekit.errors import RuntimeBackendError
+from edgekit.manifest import TensorSpec
 from edgekit.progress import Task
 from edgekit.runtime.backend import Backend
 from edgekit.runtime.quantization import to_float, to_model_dtype
@@ -19,12 +20,22 @@ class Predictor:
     see the same values whatever the artifact's I/O dtype.
     """
 
-    def __init__(self, backend: Backend, *, batch_size: int = 32, output: int = 0) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        batch_size: int = 32,
+        output: int = 0,
+        inputs: Sequence[TensorSpec] | None = None,
+        outputs: Sequence[TensorSpec] | None = None,
+    ) -> None:
+        """``inputs``/``outputs`` override the backend's specs (a bundle passes its manifest's,
+        so conversion uses the scale and zero point the bundle declares)."""
         if not 0 <= output < len(backend.outputs):
             raise RuntimeBackendError(f"the model has no output {output}")
         self.backend = backend
-        self.inputs = backend.inputs
-        self.output = backend.outputs[output]
+        self.inputs = tuple(inputs) if inputs is not None else backend.inputs
+        self.output = (tuple(outputs) if outputs is not None else backend.outputs)[output]
         self._output_index = output
         fixed = {spec.shape[0] for spec in self.inputs if spec.shape and spec.shape[0] is not None}
         self.fixed_batch = fixed.pop() if len(fixed) == 1 else None

@@ -86,3 +86,42 @@ def rpi4_build(fashion_cnn, tmp_path_factory):
         eval_data=fashion_cnn.eval,
     )
     return build(request), out
+
+
+@pytest.fixture(scope="session")
+def jetson_build(fashion_cnn, tmp_path_factory):
+    """The CNN built for jetson-nano: ONNX (preferred) and TFLite artifacts in one bundle."""
+    from edgekit.converters.pipeline import BuildRequest, build
+    from edgekit.profiles import load_profile
+
+    out = tmp_path_factory.mktemp("jetson") / "bundle"
+    report = build(
+        BuildRequest(
+            model=fashion_cnn.model,
+            profile=load_profile("jetson-nano"),
+            out_dir=out,
+            calibration=fashion_cnn.calibration,
+            eval_data=fashion_cnn.eval,
+        )
+    )
+    return report, out
+
+
+@pytest.fixture(scope="session")
+def coral_build(fashion_cnn, tmp_path_factory):
+    """The CNN built for coral-edgetpu: a full-int8 TFLite artifact with uint8 inputs/outputs."""
+    from edgekit.converters.pipeline import BuildRequest, build
+    from edgekit.profiles import load_profile
+
+    out = tmp_path_factory.mktemp("coral") / "bundle"
+    report = build(
+        BuildRequest(
+            model=fashion_cnn.model,
+            profile=load_profile("coral-edgetpu"),
+            out_dir=out,
+            calibration=fashion_cnn.calibration,
+            eval_data=fashion_cnn.eval,
+            latency_runs=0,
+        )
+    )
+    return report, out

@@ -38,21 +38,6 @@ def _onnx_build(model: Path, tmp: Path, profile: str = "x86-64", **options):
 # --- Keras CNN -> ONNX (and TFLite) in one bundle -------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def jetson_build(fashion_cnn, tmp_path_factory):
-    out = tmp_path_factory.mktemp("jetson") / "bundle"
-    report = build(
-        BuildRequest(
-            model=fashion_cnn.model,
-            profile=load_profile("jetson-nano"),
-            out_dir=out,
-            calibration=fashion_cnn.calibration,
-            eval_data=fashion_cnn.eval,
-        )
-    )
-    return report, out
-
-
 def test_keras_cnn_to_onnx_int8_within_budget(jetson_build):
     report, _ = jetson_build
     onnx = report.artifact("onnx")

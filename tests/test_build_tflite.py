@@ -91,20 +91,10 @@ def test_eval_sample_is_labelled_and_safe_to_load(rpi4_build):
         assert sample["reference"].shape == (200, 10)
 
 
-def test_uint8_io_quantization_recorded_in_manifest(fashion_cnn, tmp_path):
+def test_uint8_io_quantization_recorded_in_manifest(coral_build):
     from ai_edge_litert.interpreter import Interpreter
 
-    out = tmp_path / "coral"
-    report = build(
-        BuildRequest(
-            model=fashion_cnn.model,
-            profile=load_profile("coral-edgetpu"),
-            out_dir=out,
-            calibration=fashion_cnn.calibration,
-            eval_data=fashion_cnn.eval,
-            latency_runs=0,
-        )
-    )
+    report, out = coral_build
     assert report.primary.artifact.input_dtype == "uint8"
     manifest = verify_bundle(out)
     art = manifest.artifact()
@@ -116,10 +106,8 @@ def test_uint8_io_quantization_recorded_in_manifest(fashion_cnn, tmp_path):
     oscale, ozero = interp.get_output_details()[0]["quantization"]
     assert art.outputs[0].quantization.scale == pytest.approx(oscale)
     assert art.outputs[0].quantization.zero_point == ozero
-    assert (
-        report.primary.accuracy.drop_pt
-        <= load_profile("coral-edgetpu").budgets.max_accuracy_drop_pt
-    )
+    budget = load_profile("coral-edgetpu").budgets.max_accuracy_drop_pt
+    assert report.primary.accuracy.drop_pt <= budget
 
 
 def _profile_with(tmp_path: Path, base: str, **replace: str) -> Path:

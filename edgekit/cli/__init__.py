@@ -10,19 +10,21 @@ import sys
 
 import typer
 
-from edgekit.cli import build, collect, example, profiles, report, verify
+from edgekit.cli import build, collect, example, profiles, report, run, verify
 from edgekit.cli._output import error_line
 from edgekit.errors import EdgekitError
 
 app = typer.Typer(
     name="edgekit",
-    help="Build per-device int8 model bundles, check them against device budgets, verify them.",
+    help="Build per-device int8 model bundles (build), run and benchmark them on boards (run), "
+    "collect what boards report (collect) and review it (report).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 app.command("build")(build.build)
 app.command("verify")(verify.verify)
+app.command("run")(run.run)
 app.command("example")(example.example)
 app.add_typer(profiles.app, name="profiles")
 app.command("collect")(collect.collect)

@@ -1,0 +1,84 @@
+"""One measurement window on the board: latency like benchmark_model, accuracy, memory."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from edgekit.progress import Progress, SilentProgress
+from edgekit.runtime.benchmark import measure_latency
+from edgekit.runtime.host import host_facts, peak_rss_mb
+from edgekit.runtime.session import DeviceSession
+from edgekit.schema import AccuracyResult, LatencyStats, Report, utc_now
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one window measured."""
+
+    started_at: datetime
+    finished_at: datetime
+    latency: LatencyStats
+    accuracy: AccuracyResult | None
+    peak_rss_mb: float
+
+
+def measure(
+    session: DeviceSession,
+    *,
+    runs: int = 100,
+    warmup: int = 10,
+    min_seconds: float = 0.0,
+    include_init: bool = True,
+    progress: Progress | None = None,
+) -> Measurement:
+    """First inference, ``warmup`` runs, then at least ``runs`` timed runs (and ``min_seconds``),
+    then accuracy on the bundle's eval sample."""
+    started = utc_now()
+    with (progress or SilentProgress()).task("Timing inference", total=runs) as task:
+        latency = measure_latency(
+            session.backend,
+            session.example_input(),
+            warmup=warmup,
+            runs=runs,
+            min_seconds=min_seconds,
+            init_ms=session.init_ms if include_init else None,
+            task=task,
+        )
+    accuracy = session.accuracy()
+    return Measurement(started, utc_now(), latency, accuracy, peak_rss_mb())
+
+
+def to_report(
+    session: DeviceSession,
+    measurement: Measurement,
+    *,
+    device_id: str,
+    sequence: int = 0,
+    dropped_reports: int = 0,
+    workload_inputs: int = 0,
+) -> Report:
+    """The wire report (edgekit.report/1) for one window."""
+    return Report(
+        message_id=uuid.uuid4().hex,
+        device_id=device_id,
+        sequence=sequence,
+        bundle_id=session.manifest.bundle_id,
+        bundle_digest=session.manifest_digest,
+        profile=session.manifest.profile.name,
+        artifact=session.artifact.file,
+        format=session.artifact.format,
+        backend=session.backend.name,
+        backend_version=session.backend.version[:64],
+        threads=session.threads,
+        started_at=measurement.started_at,
+        finished_at=measurement.finished_at,
+        latency=measurement.latency,
+        accuracy=measurement.accuracy,
+        peak_rss_mb=measurement.peak_rss_mb,
+        build=session.build_figures(),
+        host=host_facts(),
+        dropped_reports=dropped_reports,
+        workload_inputs=workload_inputs,
+    )

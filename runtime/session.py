@@ -1,0 +1,199 @@
+"""A bundle on the board: verified, loaded into the right interpreter, ready to predict.
+
+    session = DeviceSession.open(Path("bundle"))
+    probabilities = session.predict(images)       # float in, float out
+    accuracy = session.accuracy()                 # on the bundle's own eval sample
+
+Nothing is loaded before every file of the bundle matches its digest in the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit import metrics
+from edgekit.bundle import MANIFEST_NAME, verify_bundle
+from edgekit.errors import BundleError, RuntimeBackendError
+from edgekit.manifest import Artifact, Manifest, TensorSpec
+from edgekit.runtime.backend import BACKENDS_FOR_FORMAT, Backend, installed, open_backend
+from edgekit.runtime.predict import Predictor
+from edgekit.schema import AccuracyResult, BuildFigures
+
+# Eval samples are small; a bigger file is not what edgekit builds.
+MAX_EVAL_SAMPLE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EvalSample:
+    """The bundle's labelled sample: one array per input, labels, fp32 reference outputs."""
+
+    xs: tuple[np.ndarray, ...]
+    y: np.ndarray | None
+    reference: np.ndarray | None
+
+
+class DeviceSession:
+    """A verified bundle with one of its artifacts loaded into a backend."""
+
+    def __init__(
+        self,
+        bundle_dir: Path,
+        manifest: Manifest,
+        artifact: Artifact,
+        backend: Backend,
+        *,
+        threads: int,
+        init_ms: float,
+    ) -> None:
+        self.bundle_dir = bundle_dir
+        self.manifest = manifest
+        self.artifact = artifact
+        self.backend = backend
+        self.threads = threads
+        self.init_ms = init_ms
+        self.manifest_digest = hashlib.sha256((bundle_dir / MANIFEST_NAME).read_bytes()).hexdigest()
+        self._predictor = Predictor(backend, inputs=artifact.inputs, outputs=artifact.outputs)
+        self._sample: EvalSample | None = None
+
+    @classmethod
+    def open(
+        cls, bundle_dir: Path, *, backend: str | None = None, threads: int | None = None
+    ) -> DeviceSession:
+        """Verify ``bundle_dir`` and load the artifact best suited to what is installed.
+
+        ``backend`` forces one (its format's artifact must be in the bundle); ``threads``
+        defaults to the profile's.
+        """
+        manifest = verify_bundle(bundle_dir)
+        artifact, name = choose(manifest, backend)
+        # The profile's thread count, but not more threads than this machine has cores.
+        count = threads or min(manifest.runtime.threads if manifest.runtime else 1, _cores())
+        start = time.perf_counter()
+        loaded = open_backend(name, bundle_dir / artifact.file, threads=count)
+        init_ms = (time.perf_counter() - start) * 1e3
+        _check_io(artifact, loaded)
+        return cls(bundle_dir, manifest, artifact, loaded, threads=count, init_ms=init_ms)
+
+    def predict(self, xs: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """The model's first output, as float32, for a batch of inputs."""
+        return self._predictor.predict(xs)
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        """The artifact's inputs as the manifest declares them."""
+        return self.artifact.inputs
+
+    def eval_sample(self) -> EvalSample | None:
+        """The bundle's eval sample, or None when the build had no data."""
+        if self._sample is None and self.manifest.eval_sample:
+            self._sample = _read_sample(self.bundle_dir / self.manifest.eval_sample, self.inputs)
+        return self._sample
+
+    def accuracy(self) -> AccuracyResult | None:
+        """Top-1 (or agreement / SQNR) of this artifact on the eval sample, measured here."""
+        sample = self.eval_sample()
+        if sample is None:
+            return None
+        outputs = self.predict(sample.xs)
+        scored = metrics.score(outputs, labels=sample.y, reference=sample.reference)
+        if scored is None:
+            return None
+        name, value = scored
+        return AccuracyResult(metric=name, value=value, samples=len(outputs))
+
+    def example_input(self) -> list[np.ndarray]:
+        """One sample (batch of 1) in the model's dtypes, for latency measurement."""
+        from edgekit.runtime.quantization import to_model_dtype
+
+        sample = self.eval_sample()
+        xs = [x[:1] for x in sample.xs] if sample is not None else [_zeros(s) for s in self.inputs]
+        return [to_model_dtype(x, spec) for x, spec in zip(xs, self.inputs, strict=True)]
+
+    def build_figures(self) -> BuildFigures:
+        """The manifest's build-time figures for this artifact, to report beside measurements."""
+        m = self.artifact.metrics
+        return BuildFigures(
+            est_latency_ms=m.est_latency_ms,
+            metric=m.metric,
+            fp32=m.fp32,
+            quantized=m.eval_sample_value if m.eval_sample_value is not None else m.quantized,
+            model_bytes=m.model_bytes,
+        )
+
+
+def choose(manifest: Manifest, backend: str | None) -> tuple[Artifact, str]:
+    """The artifact and backend to use: the forced backend's format, else the preferred artifact
+    with the first installed backend for it, else any artifact something installed can run."""
+    if backend is not None:
+        fmt = next((f for f, names in BACKENDS_FOR_FORMAT.items() if backend in names), None)
+        if fmt is None:
+            raise RuntimeBackendError(f"unknown backend {backend!r}")
+        artifact = next((a for a in manifest.artifacts if a.format == fmt), None)
+        if artifact is None:
+            have = ", ".join(a.format for a in manifest.artifacts)
+            raise RuntimeBackendError(
+                f"backend {backend} runs {fmt} models, but the bundle holds only {have}"
+            )
+        return artifact, backend
+    ordered = [manifest.artifact()] + [
+        a for a in manifest.artifacts if a.file != manifest.preferred
+    ]
+    for artifact in ordered:
+        for name in BACKENDS_FOR_FORMAT[artifact.format]:
+            if installed(name):
+                return artifact, name
+    needed = ", ".join(sorted({n for a in ordered for n in BACKENDS_FOR_FORMAT[a.format]}))
+    raise RuntimeBackendError(
+        f"no interpreter for this bundle is installed (any of: {needed}); "
+        "install one with: pip install 'edgekit[device]'"
+    )
+
+
+def _check_io(artifact: Artifact, backend: Backend) -> None:
+    """The loaded model must take and give what the manifest says (dtype, quantization)."""
+    for declared, actual in (*zip(artifact.inputs, backend.inputs, strict=False),
+                             *zip(artifact.outputs, backend.outputs, strict=False)):  # fmt: skip
+        same_quant = (declared.quantization is None) == (actual.quantization is None)
+        if declared.quantization and actual.quantization:
+            same_quant = bool(
+                np.isclose(declared.quantization.scale, actual.quantization.scale, rtol=1e-6)
+                and declared.quantization.zero_point == actual.quantization.zero_point
+            )
+        if declared.dtype != actual.dtype or not same_quant:
+            raise BundleError(
+                f"{artifact.file}: tensor {actual.name!r} is {actual.dtype} "
+                f"{actual.quantization} but the manifest declares {declared.dtype} "
+                f"{declared.quantization}"
+            )
+    if len(artifact.inputs) != len(backend.inputs) or len(artifact.outputs) != len(backend.outputs):
+        raise BundleError(f"{artifact.file}: inputs/outputs differ from the manifest")
+
+
+def _read_sample(path: Path, specs: tuple[TensorSpec, ...]) -> EvalSample:
+    if path.stat().st_size > MAX_EVAL_SAMPLE_BYTES:
+        raise BundleError(f"{path}: eval sample larger than {MAX_EVAL_SAMPLE_BYTES} bytes")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = ["x"] if len(specs) == 1 else [f"x{i}" for i in range(len(specs))]
+            xs = tuple(npz[n] for n in names)
+            y = npz["y"] if "y" in npz.files else None
+            reference = npz["reference"] if "reference" in npz.files else None
+    except (KeyError, ValueError, OSError) as exc:
+        raise BundleError(f"{path}: unreadable eval sample: {exc}") from exc
+    return EvalSample(xs=xs, y=y, reference=reference)
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+def _zeros(spec: TensorSpec) -> np.ndarray:
+    shape = [1] + [d or 1 for d in spec.shape[1:]]
+    return np.zeros(shape, dtype=np.float32 if spec.quantization else spec.dtype)
