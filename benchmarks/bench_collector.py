@@ -317,6 +317,75 @@ def _rate(scenario: str, kind: str, acked: int, received: int, seconds: float, s
     return Rate(scenario, kind, acked, round(seconds, 2), round(received / seconds), stored, lost)
 
 
+def _shared_collector(port, db, index, batch_size, ready, go, stop, counter) -> None:
+    """One collector of a share group, in a process of its own (a process)."""
+    store = Store(f"sqlite:///{db}")
+    settings = CollectorSettings(
+        broker=BrokerUrl.parse(f"mqtt://127.0.0.1:{port}"),
+        client_id=f"edgekit-bench-{index}",
+        share_group="bench",
+        batch_size=batch_size,
+    )
+    collector = Collector(settings, store)
+    collector.start()  # the persistent session and its share of the subscription
+    collector.stop()
+    ready.put(index)
+    go.wait(600)
+    collector = Collector(settings, store)
+    collector.start()
+    while not stop.is_set():
+        counter.value = collector.stats.received
+        time.sleep(0.002)
+    collector.stop()
+    counter.value = collector.stats.received
+    store.close()
+
+
+def run_backlog_shared(n: int, folder: Path, *, collectors: int, batch_size: int) -> Rate:
+    """The backlog taken by several collectors in separate processes sharing one subscription."""
+    broker = Mosquitto(folder)
+    db = folder / "shared.db"
+    ctx = mp.get_context("spawn")
+    ready, go, stop = ctx.Queue(), ctx.Event(), ctx.Event()
+    counters = [ctx.Value("q", 0) for _ in range(collectors)]
+    procs = [
+        ctx.Process(
+            target=_shared_collector,
+            args=(broker.port, db, i, batch_size, ready, go, stop, counters[i]),
+        )
+        for i in range(collectors)
+    ]
+    try:
+        for proc in procs:
+            proc.start()
+        for _ in procs:
+            ready.get(timeout=60)
+        acked, _ = _publish(broker.port, n)
+        started = time.monotonic()
+        go.set()
+        deadline = started + 600
+        while sum(c.value for c in counters) < acked and time.monotonic() < deadline:
+            time.sleep(0.002)
+        ended = time.monotonic()
+        stop.set()
+        for proc in procs:
+            proc.join(60)
+        with Store(f"sqlite:///{db}") as store:
+            stored = len(store.message_ids())
+        received = sum(c.value for c in counters)
+        return Rate(
+            f"backlog, {collectors} shared",
+            "edgekit",
+            acked,
+            round(ended - started, 2),
+            round(received / (ended - started)),
+            stored,
+            acked - stored,
+        )
+    finally:
+        broker.stop()
+
+
 # -- the fleet -------------------------------------------------------------------------------
 
 
@@ -445,7 +514,8 @@ def run_fleet(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("backlog", "live", "fleet"), action="append")
+    parser.add_argument("--only", choices=("backlog", "shared", "live", "fleet"), action="append")
+    parser.add_argument("--shared-collectors", type=int, default=2)
     parser.add_argument("-n", "--messages", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--devices", type=int, default=1000)
@@ -454,7 +524,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    scenarios = args.only or ["backlog", "live", "fleet"]
+    scenarios = args.only or ["backlog", "shared", "live", "fleet"]
     print(f"machine: {machine()}")
     results: dict = {"machine": machine(), "rates": [], "fleet": None}
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
@@ -471,6 +541,19 @@ def main() -> None:
                     f"{rate.per_second:>8}/s  stored {rate.stored}  lost {rate.lost}",
                     flush=True,
                 )
+        if "shared" in scenarios:
+            rate = run_backlog_shared(
+                args.messages,
+                folder,
+                collectors=args.shared_collectors,
+                batch_size=args.batch_size,
+            )
+            results["rates"].append(asdict(rate))
+            print(
+                f"{rate.scenario:8} {rate.messages:>8} msgs {rate.seconds:>7.2f} s "
+                f"{rate.per_second:>8}/s  stored {rate.stored}  lost {rate.lost}",
+                flush=True,
+            )
         if "fleet" in scenarios:
             fleet = run_fleet(
                 args.devices,
