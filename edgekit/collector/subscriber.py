@@ -153,6 +153,7 @@ class Collector:
         self._writer: threading.Thread | None = None
         self._client: Any = None
         self._writer_error: BaseException | None = None
+        self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -165,6 +166,9 @@ class Collector:
 
     def start(self) -> None:
         """Connect, subscribe and start storing; ReporterError if the broker cannot be used."""
+        if self._started:
+            raise ReporterError("a Collector starts once; make a new one to collect again")
+        self._started = True
         self._client = self._make_client()
         self._accepting = True
         s = self.settings
@@ -366,11 +370,12 @@ class Collector:
         result = self._commit(items)
         if result is None:
             return
-        generation = self._generation
+        generation, client = self._generation, self._client
         acked = 0
         for m in batch:
-            if m.qos > 0 and m.generation == generation:
-                self._client.ack(m.mid, m.qos)
+            # No client: stop() gave up waiting and disconnected; the broker redelivers these.
+            if client is not None and m.qos > 0 and m.generation == generation:
+                client.ack(m.mid, m.qos)
                 acked += 1
         with self._stats_lock:
             self._stats = _bump(
