@@ -157,6 +157,7 @@ def collect(
                     on_started=lambda: console.print(
                         f"collecting {where} with {workers} processes (Ctrl-C to stop)",
                         highlight=False,
+                        soft_wrap=True,
                     ),
                 )
             else:
@@ -165,7 +166,9 @@ def collect(
                     local.start()
                 try:
                     with Collector(settings, store) as collector:
-                        console.print(f"collecting {where} (Ctrl-C to stop)", highlight=False)
+                        console.print(
+                            f"collecting {where} (Ctrl-C to stop)", highlight=False, soft_wrap=True
+                        )
                         collector.run(duration_s=duration, stop=stop)
                     stats = collector.stats
                 finally:
@@ -179,6 +182,7 @@ def collect(
         f"{stats.status_changes} status changes, {stats.rejected} rejected; "
         f"{stats.acked} messages acknowledged",
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -56,4 +56,5 @@ def report(
         f"wrote {written} ({chosen.value}): {figures.report_count} reports, "
         f"{len(figures.devices)} devices, {len(figures.bundles)} bundles",
         highlight=False,
+        soft_wrap=True,
     )
