@@ -617,7 +617,10 @@ def _write(
         fp32_outputs = reference.outputs(chosen[0].baseline)[keep]
         files[EVAL_SAMPLE_FILE] = _eval_sample(sample, fp32_outputs)
         for i, built in enumerate(chosen):  # what the board must reproduce on the same sample
-            outputs = outputs_of(built.quantized.content, sample, backend=built.exporter.backend)
+            # One sample at a time, exactly as DeviceSession runs it on the board.
+            outputs = outputs_of(
+                built.quantized.content, sample, backend=built.exporter.backend, batch_size=1
+            )
             scored = metrics.score(outputs, labels=sample.y, reference=fp32_outputs)
             sample_values[i] = None if scored is None else scored[1]
     artifacts = []

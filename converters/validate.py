@@ -42,9 +42,10 @@ def outputs_of(
     threads: int = 1,
     label: str = "model",
     progress: Progress | None = None,
+    batch_size: int = 64,
 ) -> np.ndarray:
     """The model's first output for every sample of ``data``, as float32."""
-    predictor = Predictor(open_backend(backend, content, threads=threads), batch_size=64)
+    predictor = Predictor(open_backend(backend, content, threads=threads), batch_size=batch_size)
     with (progress or SilentProgress()).task(f"Evaluating {label}", total=len(data)) as task:
         return predictor.predict(data.xs, task=task)
 

@@ -59,7 +59,11 @@ class DeviceSession:
         self.threads = threads
         self.init_ms = init_ms
         self.manifest_digest = hashlib.sha256((bundle_dir / MANIFEST_NAME).read_bytes()).hexdigest()
-        self._predictor = Predictor(backend, inputs=artifact.inputs, outputs=artifact.outputs)
+        # One sample at a time: the tensors stay the size timing uses (no re-allocation between
+        # timing and accuracy) and peak memory stays what the board needs for one inference.
+        self._predictor = Predictor(
+            backend, batch_size=1, inputs=artifact.inputs, outputs=artifact.outputs
+        )
         self._sample: EvalSample | None = None
 
     @classmethod
