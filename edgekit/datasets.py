@@ -152,8 +152,7 @@ def load_image_folder(
     path: Path, *, role: str, spec: TensorSpec, pixel_range: PixelRange
 ) -> LabelledData:
     """Read a folder with one sub-folder of images per class, resized to the model's input."""
-    image = require("PIL.Image", extra="build", package="pillow")
-    height, width, channels = _image_geometry(spec, role=role)
+    _image_geometry(spec, role=role)  # fail early on a model that takes no images
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{role} data {path}: no class sub-folders (expected one folder per class)")
@@ -163,22 +162,30 @@ def load_image_folder(
         for file in sorted((path / name).iterdir()):
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            try:
-                with image.open(file) as img:
-                    img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
-                    pixels = np.asarray(img, dtype=np.float32)
-            except (OSError, ValueError) as exc:
-                raise DataError(f"{role} data: cannot read image {file}: {exc}") from exc
-            xs.append(pixels.reshape(height, width, channels))
+            xs.append(load_image(file, spec=spec, pixel_range=pixel_range, role=role))
             ys.append(label)
     if not xs:
         raise DataError(f"{role} data {path}: the class folders hold no images")
-    x = np.stack(xs)
+    return LabelledData.of(np.stack(xs), np.asarray(ys, dtype=np.int64), source=str(path))
+
+
+def load_image(
+    file: Path, *, spec: TensorSpec, pixel_range: PixelRange, role: str = "input"
+) -> np.ndarray:
+    """One image resized to the model input's height and width, scaled per ``pixel_range``."""
+    image = require("PIL.Image", extra="device", package="pillow")
+    height, width, channels = _image_geometry(spec, role=role)
+    try:
+        with image.open(file) as img:
+            img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
+            pixels = np.asarray(img, dtype=np.float32).reshape(height, width, channels)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{role} data: cannot read image {file}: {exc}") from exc
     if pixel_range is PixelRange.UNIT:
-        x /= 255.0
-    elif pixel_range is PixelRange.SYMMETRIC:
-        x = x / 127.5 - 1.0
-    return LabelledData.of(x, np.asarray(ys, dtype=np.int64), source=str(path))
+        return pixels / 255.0
+    if pixel_range is PixelRange.SYMMETRIC:
+        return pixels / 127.5 - 1.0
+    return pixels
 
 
 def _image_geometry(spec: TensorSpec, *, role: str) -> tuple[int, int, int]:

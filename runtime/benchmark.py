@@ -27,6 +27,22 @@ def measure_latency(
     task: Task | None = None,
 ) -> LatencyStats:
     """Time ``backend.invoke(inputs)``; ``inputs`` are in the model's own dtypes."""
+    first_ms, times = time_runs(
+        backend, inputs, warmup=warmup, runs=runs, min_seconds=min_seconds, task=task
+    )
+    return latency_stats(times, init_ms=init_ms, first_ms=first_ms)
+
+
+def time_runs(
+    backend: Backend,
+    inputs: Sequence[np.ndarray],
+    *,
+    warmup: int,
+    runs: int,
+    min_seconds: float = 0.0,
+    task: Task | None = None,
+) -> tuple[float, list[float]]:
+    """(first inference, timed runs) in milliseconds, after ``warmup`` untimed runs."""
     start = time.perf_counter()
     backend.invoke(inputs)
     first_ms = (time.perf_counter() - start) * 1e3
@@ -40,7 +56,7 @@ def measure_latency(
         times.append((time.perf_counter() - t0) * 1e3)
         if task is not None and len(times) <= runs:
             task.advance()
-    return latency_stats(times, init_ms=init_ms, first_ms=first_ms)
+    return first_ms, times
 
 
 def latency_stats(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from edgekit.progress import Progress, SilentProgress
-from edgekit.runtime.benchmark import measure_latency
+from edgekit.runtime.benchmark import latency_stats, time_runs
 from edgekit.runtime.host import host_facts, peak_rss_mb
 from edgekit.runtime.session import DeviceSession
 from edgekit.schema import AccuracyResult, LatencyStats, Report, utc_now
@@ -31,21 +32,25 @@ def measure(
     warmup: int = 10,
     min_seconds: float = 0.0,
     include_init: bool = True,
+    extra_ms: Sequence[float] = (),
     progress: Progress | None = None,
 ) -> Measurement:
     """First inference, ``warmup`` runs, then at least ``runs`` timed runs (and ``min_seconds``),
-    then accuracy on the bundle's eval sample."""
+    then accuracy on the bundle's eval sample. ``extra_ms`` are latencies of real inputs run in
+    the same window (a watched folder); they count in the window's statistics."""
     started = utc_now()
     with (progress or SilentProgress()).task("Timing inference", total=runs) as task:
-        latency = measure_latency(
+        first_ms, times = time_runs(
             session.backend,
             session.example_input(),
             warmup=warmup,
             runs=runs,
             min_seconds=min_seconds,
-            init_ms=session.init_ms if include_init else None,
             task=task,
         )
+    latency = latency_stats(
+        [*times, *extra_ms], init_ms=session.init_ms if include_init else None, first_ms=first_ms
+    )
     accuracy = session.accuracy()
     return Measurement(started, utc_now(), latency, accuracy, peak_rss_mb())
 

@@ -1,0 +1,158 @@
+"""The board's long-lived daemon: measure the deployed bundle every interval, report over MQTT.
+
+Each window (latency percentiles, accuracy on the eval sample, peak RSS, plus any inputs from a
+watched folder) becomes one report. The report goes into the durable outbox *before* it is
+published and leaves it only on PUBACK, so broker outages, crashes and reboots lose nothing. A
+broker that cannot be reached is said once; the daemon keeps measuring and buffering and the
+reporter reconnects with capped exponential backoff.
+
+SIGTERM/SIGINT: the current window finishes (windows are short), what can be flushed is flushed
+within a timeout, ``offline`` is published, and the daemon exits 0. A second signal abandons the
+flush; the outbox keeps everything for the next start.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekit.datasets import PixelRange
+from edgekit.errors import EdgekitError
+from edgekit.runtime.measure import measure, to_report
+from edgekit.runtime.outbox import DEFAULT_MAX_BYTES, Outbox
+from edgekit.runtime.reporter import BrokerSettings, Reporter
+from edgekit.runtime.session import DeviceSession
+from edgekit.runtime.watch import WatchedFolder
+
+# How often the watched folder is looked at between windows.
+WATCH_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """Everything the daemon needs; the CLI builds it from flags, config file and environment."""
+
+    bundle: Path
+    broker: BrokerSettings
+    device_id: str
+    outbox: Path
+    interval_s: float = 60.0
+    window_runs: int = 100
+    warmup: int = 10
+    reports: int | None = None  # stop after this many (cron-style use, tests)
+    backend: str | None = None
+    threads: int | None = None
+    watch: Path | None = None
+    watch_out: Path | None = None
+    pixel_range: PixelRange = PixelRange.UNIT
+    outbox_max_bytes: int = DEFAULT_MAX_BYTES
+    flush_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.interval_s < 0:
+            raise EdgekitError(f"interval must be >= 0 seconds, got {self.interval_s:g}")
+        if self.window_runs < 1:
+            raise EdgekitError(f"window must be at least 1 run, got {self.window_runs}")
+        if self.reports is not None and self.reports < 1:
+            raise EdgekitError(f"reports must be at least 1, got {self.reports}")
+
+
+class Daemon:
+    """Runs measurement windows and reports them until stopped (or ``reports`` are done)."""
+
+    def __init__(self, settings: DaemonSettings, *, say: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self._say = say
+        self._stop = threading.Event()
+        self._abandon = threading.Event()
+        self.produced = 0
+
+    def stop(self) -> None:
+        """Finish the current window, flush, go offline (first call); abandon the flush (second)."""
+        if self._stop.is_set():
+            self._abandon.set()
+        self._stop.set()
+
+    def run(self) -> int:
+        """Run until stopped; return the number of reports produced."""
+        s = self.settings
+        session = DeviceSession.open(s.bundle, backend=s.backend, threads=s.threads)
+        self._say(
+            f"bundle {session.manifest.bundle_id}: {session.artifact.file} on "
+            f"{session.backend.name} {session.backend.version}, {session.threads} thread(s)"
+        )
+        watched = None
+        if s.watch is not None:
+            watched = WatchedFolder(s.watch, session, out=s.watch_out, pixel_range=s.pixel_range)
+        with Outbox(s.outbox, max_bytes=s.outbox_max_bytes) as outbox:
+            if outbox.recovered_from is not None:
+                self._say(f"outbox was damaged; kept it as {outbox.recovered_from}, started afresh")
+            if len(outbox):
+                self._say(f"{len(outbox)} report(s) from an earlier run wait in the outbox")
+            with Reporter(s.broker, outbox, device_id=s.device_id) as reporter:
+                self._loop(session, outbox, reporter, watched)
+                self._finish(outbox, reporter)
+        return self.produced
+
+    def _loop(
+        self,
+        session: DeviceSession,
+        outbox: Outbox,
+        reporter: Reporter,
+        watched: WatchedFolder | None,
+    ) -> None:
+        s = self.settings
+        was_connected = self._announce(reporter, None)
+        extra: list[float] = []
+        processed_before = 0
+        while not self._stop.is_set():
+            if watched is not None:
+                extra.extend(watched.poll())
+            measurement = measure(
+                session, runs=s.window_runs, warmup=s.warmup, include_init=self.produced == 0,
+                extra_ms=extra,
+            )  # fmt: skip
+            workload = 0 if watched is None else watched.processed - processed_before
+            processed_before = 0 if watched is None else watched.processed
+            report = to_report(
+                session,
+                measurement,
+                device_id=s.device_id,
+                sequence=self.produced,
+                dropped_reports=outbox.dropped,
+                workload_inputs=workload,
+            )
+            extra = []
+            outbox.put(report.message_id, reporter.report_topic, report.to_json())
+            reporter.publish_report(report)
+            self.produced += 1
+            was_connected = self._announce(reporter, was_connected)
+            if s.reports is not None and self.produced >= s.reports:
+                break
+            deadline = time.monotonic() + s.interval_s
+            while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                self._stop.wait(min(left, WATCH_POLL_S if watched else left))
+                if watched is not None:
+                    extra.extend(watched.poll())
+
+    def _announce(self, reporter: Reporter, was: bool | None) -> bool:
+        """Say when the connection comes or goes: once per change, never per window."""
+        now = reporter.connected
+        if now and was is not True:
+            self._say(f"connected to {reporter.settings.url}")
+        elif not now and was is not False:
+            reason = reporter.last_error or "not connected"
+            self._say(f"broker unreachable ({reason}); measuring and buffering reports")
+        return now
+
+    def _finish(self, outbox: Outbox, reporter: Reporter) -> None:
+        s = self.settings
+        pending = len(outbox)
+        if pending and reporter.connected and not self._abandon.is_set():
+            pending = reporter.flush(s.flush_timeout_s)
+        if pending:
+            self._say(f"{pending} report(s) stay in the outbox {s.outbox} for the next start")
+        self._say(f"stopping after {self.produced} report(s)")
