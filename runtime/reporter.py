@@ -86,9 +86,14 @@ class BrokerSettings:
     # Reconnect backoff doubles from min to max, in whole seconds (paho's granularity).
     reconnect_min_delay: int = 1
     reconnect_max_delay: int = 60
+    # "5" by default; "3.1.1" for brokers without MQTT 5 (amqtt, the embedded broker). The
+    # session is persistent either way (clean_session=False on 3.1.1).
+    mqtt_version: str = "5"
 
     def __post_init__(self) -> None:
         problems = []
+        if self.mqtt_version not in ("5", "3.1.1"):
+            problems.append(f"MQTT version {self.mqtt_version!r} is not 5 or 3.1.1")
         if not self.host:
             problems.append("no host")
         if not 1 <= self.port <= 65535:
@@ -137,6 +142,7 @@ class BrokerSettings:
         connect_timeout: float = 5.0,
         reconnect_min_delay: int = 1,
         reconnect_max_delay: int = 60,
+        mqtt_version: str = "5",
     ) -> BrokerSettings:
         """Parse ``mqtt://[user[:password]@]host[:port]`` or ``mqtts://...``."""
         shown = _redact(url)
@@ -177,6 +183,7 @@ class BrokerSettings:
             connect_timeout=connect_timeout,
             reconnect_min_delay=reconnect_min_delay,
             reconnect_max_delay=reconnect_max_delay,
+            mqtt_version=mqtt_version,
         )
 
     @property
@@ -341,11 +348,19 @@ class Reporter:
 
     def _make_client(self, mqtt: ModuleType) -> Any:
         s = self.settings
-        client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            protocol=mqtt.MQTTv5,
-        )
+        if s.mqtt_version == "3.1.1":
+            client = mqtt.Client(
+                callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                client_id=s.client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=False,
+            )
+        else:
+            client = mqtt.Client(
+                callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                client_id=s.client_id,
+                protocol=mqtt.MQTTv5,
+            )
         client.connect_timeout = s.connect_timeout
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
@@ -367,6 +382,8 @@ class Reporter:
         return client
 
     def _connect_args(self, mqtt: ModuleType) -> dict[str, Any]:
+        if self.settings.mqtt_version == "3.1.1":
+            return {"keepalive": self.settings.keepalive}
         properties = mqtt.Properties(mqtt.PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.settings.session_expiry
         return {

@@ -43,6 +43,7 @@ class DaemonConfig(BaseModel):
     ca_file: Path | None = None
     certfile: Path | None = None
     keyfile: Path | None = None
+    mqtt: str | None = None
 
 
 def _load_config(path: Path | None) -> DaemonConfig:
@@ -182,6 +183,14 @@ def daemon(
             help="mqtts: the client certificate's private key.",
         ),
     ] = None,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            envvar="EDGEKIT_MQTT",
+            show_default=False,
+            help="MQTT protocol version: 5 or 3.1.1 (brokers without MQTT 5) [default: 5].",
+        ),
+    ] = None,
     prefix: Annotated[
         str | None,
         typer.Option(
@@ -213,6 +222,7 @@ def daemon(
         "certfile": certfile,
         "keyfile": keyfile,
         "prefix": prefix,
+        "mqtt": mqtt,
     }
     merged = file.model_dump() | {k: v for k, v in flags.items() if v is not None}
     settings = DaemonConfig.model_validate(merged)
@@ -231,6 +241,7 @@ def daemon(
             certfile=settings.certfile,
             keyfile=settings.keyfile,
             prefix=settings.prefix or DEFAULT_PREFIX,
+            mqtt_version=settings.mqtt or "5",
         ),
         device_id=device,
         outbox=settings.outbox or state / f"{device}.outbox",
