@@ -6,6 +6,8 @@ with a config written into tmp_path; PostgreSQL gets a fresh database per test, 
 
 from __future__ import annotations
 
+import os
+
 import hashlib
 import shutil
 import socket
@@ -23,6 +25,9 @@ import pytest
 from edgekit.schema import Report
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
+# CI sets EDGEKIT_REQUIRE_POSTGRES: there a missing server is a failure, not a skip. Read at
+# import, before the autouse fixture clears EDGEKIT_* variables for each test.
+REQUIRE_POSTGRES = bool(os.environ.get("EDGEKIT_REQUIRE_POSTGRES"))
 
 
 # -- reports ---------------------------------------------------------------------------------
@@ -232,6 +237,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'edgekit.db'}"
         return
     if not _postgres_reachable():
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"no PostgreSQL on {PG_HOST}:{PG_PORT} (EDGEKIT_REQUIRE_POSTGRES is set)")
         pytest.skip(f"no PostgreSQL on {PG_HOST}:{PG_PORT}")
     with postgres_database() as url:
         yield url
