@@ -6,9 +6,8 @@ with a config written into tmp_path; PostgreSQL gets a fresh database per test, 
 
 from __future__ import annotations
 
-import os
-
 import hashlib
+import os
 import shutil
 import socket
 import subprocess
