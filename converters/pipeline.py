@@ -52,6 +52,7 @@ from edgekit.profiles import DeviceProfile, IODtype, ModelFormat, PruneKind, Qua
 from edgekit.progress import Progress, SilentProgress
 from edgekit.runtime.backend import open_backend
 from edgekit.schema import LatencyStats
+from edgekit.signing import key_id, load_private_key, signature_file
 
 EVAL_SAMPLE_FILE = "eval_sample.npz"
 REPORT_FILE = "build_report.json"
@@ -83,6 +84,8 @@ class BuildRequest:
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # None takes the profile's accuracy_fallback.
     accuracy_fallback: bool | None = None
+    # Ed25519 private key (PEM) to sign the manifest with.
+    sign_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,8 @@ def build(request: BuildRequest, *, progress: Progress | None = None) -> rpt.Bui
     progress = progress or SilentProgress()
     started = time.perf_counter()
     spec = _check_request(request)
+    # Loaded before hours of conversion, so a wrong key path fails at once.
+    signer = load_private_key(request.sign_key) if request.sign_key is not None else None
     with tempfile.TemporaryDirectory(prefix="edgekit-build-") as tmp:
         work = Path(tmp)
         source = load_source(request.model, work_dir=work)
@@ -189,7 +194,7 @@ def build(request: BuildRequest, *, progress: Progress | None = None) -> rpt.Bui
         notes = _notes(baselines)
     report = _report(request, source, chosen, attempts, notes, started)
     if report.status != "over_budget":
-        _write(request, source, chosen, report, reference)
+        _write(request, source, chosen, report, reference, signer)
     return report
 
 
@@ -607,6 +612,7 @@ def _write(
     chosen: list[_Built],
     report: rpt.BuildReport,
     reference: _Reference,
+    signer: Any | None,
 ) -> None:
     files: dict[str, bytes] = {b.exporter.file_name: b.quantized.content for b in chosen}
     files[REPORT_FILE] = report.to_json().encode()
@@ -660,8 +666,14 @@ def _write(
         ),
         eval_sample=EVAL_SAMPLE_FILE if EVAL_SAMPLE_FILE in files else None,
         build_report=REPORT_FILE,
+        signing_key_id=None if signer is None else key_id(signer.public_key()),
     )
-    write_bundle(request.out_dir, files, manifest)
+    write_bundle(
+        request.out_dir,
+        files,
+        manifest,
+        signer=None if signer is None else (lambda raw: signature_file(raw, signer)),
+    )
 
 
 def _metrics(figures: rpt.ArtifactReport, eval_sample_value: float | None) -> BuildMetrics:

@@ -10,13 +10,14 @@ import hashlib
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from edgekit.errors import BundleError, BundleIntegrityError
 from edgekit.manifest import Manifest
+from edgekit.signing import SIGNATURE_NAME, check_signature
 
 MANIFEST_NAME = "manifest.json"
 # A manifest is a few KB; anything far larger is not one and is not read into memory.
@@ -33,8 +34,16 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_bundle(out_dir: Path, files: Mapping[str, bytes | Path], manifest: Manifest) -> Path:
+def write_bundle(
+    out_dir: Path,
+    files: Mapping[str, bytes | Path],
+    manifest: Manifest,
+    *,
+    signer: Callable[[bytes], bytes] | None = None,
+) -> Path:
     """Write ``files`` and ``manifest`` into ``out_dir``, replacing an earlier bundle there.
+
+    ``signer`` turns the manifest's bytes into the content of ``manifest.sig``.
 
     The bundle is assembled in a sibling temporary directory and moved into place, so an
     interrupted build never leaves a half-written bundle behind. A non-empty directory that is not
@@ -55,7 +64,10 @@ def write_bundle(out_dir: Path, files: Mapping[str, bytes | Path], manifest: Man
                 shutil.copyfile(content, target)
             else:
                 target.write_bytes(content)
-        (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+        manifest_bytes = manifest.to_json().encode()
+        (staging / MANIFEST_NAME).write_bytes(manifest_bytes)
+        if signer is not None:
+            (staging / SIGNATURE_NAME).write_bytes(signer(manifest_bytes))
         verify_bundle(staging)
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -74,6 +86,10 @@ def _is_foreign(directory: Path) -> bool:
 
 def read_manifest(bundle_dir: Path) -> Manifest:
     """Parse and validate ``manifest.json`` of a bundle directory (digests are not checked)."""
+    return _parse_manifest(_manifest_bytes(bundle_dir), bundle_dir / MANIFEST_NAME)
+
+
+def _manifest_bytes(bundle_dir: Path) -> bytes:
     path = bundle_dir / MANIFEST_NAME
     if not bundle_dir.is_dir():
         raise BundleError(f"bundle not found: {bundle_dir} is not a directory")
@@ -81,21 +97,29 @@ def read_manifest(bundle_dir: Path) -> Manifest:
         raise BundleError(f"{bundle_dir} is not a bundle: it has no {MANIFEST_NAME}")
     if path.stat().st_size > MAX_MANIFEST_BYTES:
         raise BundleError(f"{path}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
+    return path.read_bytes()
+
+
+def _parse_manifest(raw: bytes, path: Path) -> Manifest:
     try:
-        return Manifest.model_validate_json(path.read_bytes())
+        return Manifest.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "top level"
         raise BundleError(f"{path}: invalid manifest at {where}: {first['msg']}") from exc
 
 
-def verify_bundle(bundle_dir: Path) -> Manifest:
-    """Check every file of the bundle against the manifest; return the manifest if all match.
+def verify_bundle(bundle_dir: Path, *, trust_key: Path | None = None) -> Manifest:
+    """Check the signature (if any, or required by ``trust_key``) and every file of the bundle
+    against the manifest; return the manifest if all match.
 
-    Missing files, changed files and files the manifest does not list are all refused.
+    Missing files, changed files and files the manifest does not list are all refused. With
+    ``trust_key`` an unsigned bundle or one signed by another key is refused too.
     """
-    manifest = read_manifest(bundle_dir)
-    present = {p.name for p in bundle_dir.iterdir()} - {MANIFEST_NAME}
+    raw = _manifest_bytes(bundle_dir)
+    manifest = _parse_manifest(raw, bundle_dir / MANIFEST_NAME)
+    check_signature(bundle_dir, raw, declared_key_id=manifest.signing_key_id, trusted=trust_key)
+    present = {p.name for p in bundle_dir.iterdir()} - {MANIFEST_NAME, SIGNATURE_NAME}
     listed = set(manifest.files)
     if missing := sorted(listed - present):
         raise BundleIntegrityError(f"bundle {bundle_dir}: missing file(s) {', '.join(missing)}")

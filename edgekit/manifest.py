@@ -147,6 +147,8 @@ class Manifest(_Frozen):
     preferred: FileName
     files: dict[FileName, FileEntry]
     runtime: RuntimeHints | None = None
+    # Key id of the Ed25519 key that signed this manifest (manifest.sig), if it was signed.
+    signing_key_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")] | None = None
     # True when the build missed a budget and the user chose to bundle it anyway.
     budget_override: bool = False
     eval_sample: FileName | None = None

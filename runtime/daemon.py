@@ -50,6 +50,7 @@ class DaemonSettings:
     pixel_range: PixelRange = PixelRange.UNIT
     outbox_max_bytes: int = DEFAULT_MAX_BYTES
     flush_timeout_s: float = 10.0
+    trust_key: Path | None = None  # load only a bundle signed by this public key
 
     def __post_init__(self) -> None:
         if self.interval_s < 0:
@@ -79,7 +80,9 @@ class Daemon:
     def run(self) -> int:
         """Run until stopped; return the number of reports produced."""
         s = self.settings
-        session = DeviceSession.open(s.bundle, backend=s.backend, threads=s.threads)
+        session = DeviceSession.open(
+            s.bundle, backend=s.backend, threads=s.threads, trust_key=s.trust_key
+        )
         self._say(
             f"bundle {session.manifest.bundle_id}: {session.artifact.file} on "
             f"{session.backend.name} {session.backend.version}, {session.threads} thread(s)"

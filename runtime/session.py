@@ -68,14 +68,19 @@ class DeviceSession:
 
     @classmethod
     def open(
-        cls, bundle_dir: Path, *, backend: str | None = None, threads: int | None = None
+        cls,
+        bundle_dir: Path,
+        *,
+        backend: str | None = None,
+        threads: int | None = None,
+        trust_key: Path | None = None,
     ) -> DeviceSession:
         """Verify ``bundle_dir`` and load the artifact best suited to what is installed.
 
         ``backend`` forces one (its format's artifact must be in the bundle); ``threads``
-        defaults to the profile's.
+        defaults to the profile's; with ``trust_key`` only a bundle signed by it is loaded.
         """
-        manifest = verify_bundle(bundle_dir)
+        manifest = verify_bundle(bundle_dir, trust_key=trust_key)
         artifact, name = choose(manifest, backend)
         # The profile's thread count, but not more threads than this machine has cores.
         count = threads or min(manifest.runtime.threads if manifest.runtime else 1, _cores())

@@ -10,7 +10,18 @@ import sys
 
 import typer
 
-from edgekit.cli import build, collect, daemon, demo, example, profiles, report, run, verify
+from edgekit.cli import (
+    build,
+    collect,
+    daemon,
+    demo,
+    example,
+    keygen,
+    profiles,
+    report,
+    run,
+    verify,
+)
 from edgekit.cli._output import error_line
 from edgekit.errors import EdgekitError
 
@@ -27,6 +38,7 @@ app.command("verify")(verify.verify)
 app.command("run")(run.run)
 app.command("daemon")(daemon.daemon)
 app.command("demo")(demo.demo)
+app.command("keygen")(keygen.keygen)
 app.command("example")(example.example)
 app.add_typer(profiles.app, name="profiles")
 app.command("collect")(collect.collect)

@@ -134,6 +134,13 @@ def build(
             show_default=False,
         ),
     ] = None,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="Sign the bundle's manifest with this Ed25519 private key (edgekit keygen).",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Convert MODEL for a device profile, validate it, and write a bundle.
@@ -166,6 +173,7 @@ def build(
         auto_sparsity=auto_sparsity,
         input_shapes=_input_shapes(input_shape or []),
         accuracy_fallback=fallback,
+        sign_key=sign_key,
     )
     with native_stderr_diverted():
         report = run_build(request, progress=RichProgress(enabled=not quiet))

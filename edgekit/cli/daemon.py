@@ -44,6 +44,7 @@ class DaemonConfig(BaseModel):
     certfile: Path | None = None
     keyfile: Path | None = None
     mqtt: str | None = None
+    trust_key: Path | None = None
 
 
 def _load_config(path: Path | None) -> DaemonConfig:
@@ -191,6 +192,14 @@ def daemon(
             help="MQTT protocol version: 5 or 3.1.1 (brokers without MQTT 5) [default: 5].",
         ),
     ] = None,
+    trust_key: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="EDGEKIT_TRUST_KEY",
+            show_default=False,
+            help="Load only a bundle signed by this Ed25519 public key.",
+        ),
+    ] = None,
     prefix: Annotated[
         str | None,
         typer.Option(
@@ -223,6 +232,7 @@ def daemon(
         "keyfile": keyfile,
         "prefix": prefix,
         "mqtt": mqtt,
+        "trust_key": trust_key,
     }
     merged = file.model_dump() | {k: v for k, v in flags.items() if v is not None}
     settings = DaemonConfig.model_validate(merged)
@@ -255,6 +265,7 @@ def daemon(
         watch_out=settings.watch_out,
         pixel_range=PixelRange.UNIT,
         outbox_max_bytes=int((settings.outbox_max_mb or 32) * 2**20),
+        trust_key=settings.trust_key,
     )
     run_settings.outbox.parent.mkdir(parents=True, exist_ok=True)
     console = err_console()

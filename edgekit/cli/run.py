@@ -42,6 +42,14 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the report (edgekit.report/1) as JSON.")
     ] = False,
+    trust_key: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="EDGEKIT_TRUST_KEY",
+            help="Load only a bundle signed by this Ed25519 public key.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Verify BUNDLE, load it, time inference (init, first run, warm-up, timed runs) and measure
@@ -51,7 +59,7 @@ def run(
     from edgekit.runtime.session import DeviceSession
 
     with native_stderr_diverted():
-        session = DeviceSession.open(bundle, backend=backend, threads=threads)
+        session = DeviceSession.open(bundle, backend=backend, threads=threads, trust_key=trust_key)
         measurement = measure(
             session,
             runs=runs,
