@@ -30,3 +30,14 @@ def assert_one_clear_error(result: subprocess.CompletedProcess, *needles: str) -
     assert lines[0].startswith("edgekit: error: "), lines[0]
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit 2 and exactly one 'edgekit: error:' line naming the problem, no traceback; for
+    long-running commands that print progress lines before failing."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("edgekit: error:")]
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])

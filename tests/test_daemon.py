@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgekit_testing import EDGEKIT, assert_one_clear_error
+from edgekit_testing import EDGEKIT, assert_one_clear_error, assert_one_error_line, run_edgekit
 from fixtures_mqtt import Subscriber, free_port
 
 from edgekit.schema import STATUS_OFFLINE, STATUS_ONLINE, parse_report
@@ -165,20 +165,13 @@ def test_unreachable_broker_buffers_says_so_once_and_does_not_spin(bundle, tmp_p
 
 
 def test_malformed_url_and_bad_credentials(bundle, mqtt_broker_with_password, tmp_path):
-    code, err = _finish(_daemon(bundle, "http://broker:1883", tmp_path / "o1", "--reports", "1"))
-    assert code == 2
-    assert_one_line(err, "must start with mqtt:// or mqtts://")
+    result = run_edgekit("daemon", bundle, "--broker", "http://broker:1883", "--outbox",
+                         tmp_path / "o1", "--reports", "1")  # fmt: skip
+    assert_one_error_line(result, "must start with mqtt:// or mqtts://")
     url = mqtt_broker_with_password.url.replace("mqtt://", "mqtt://device:wrong@")
-    code, err = _finish(_daemon(bundle, url, tmp_path / "o2", "--reports", "1"))
-    assert code == 2
-    assert_one_line(err, "bad username or password")
-
-
-def assert_one_line(stderr: str, needle: str) -> None:
-    errors = [line for line in stderr.splitlines() if line.startswith("edgekit: error:")]
-    assert len(errors) == 1, stderr
-    assert needle in errors[0], errors[0]
-    assert "Traceback" not in stderr
+    result = run_edgekit("daemon", bundle, "--broker", url, "--outbox", tmp_path / "o2",
+                         "--reports", "1")  # fmt: skip
+    assert_one_error_line(result, "bad username or password")
 
 
 def test_config_file_and_environment_with_flags_winning(bundle, mqtt_broker, tmp_path):

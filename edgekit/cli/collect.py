@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 from enum import StrEnum
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -69,6 +70,30 @@ def collect(
         ),
     ] = None,
     mqtt: Annotated[MqttOption, typer.Option(help="MQTT protocol version.")] = MqttOption.V5,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="EDGEKIT_CA_FILE",
+            help="mqtts: CA certificate(s) to verify the broker [default: system CAs].",
+            show_default=False,
+        ),
+    ] = None,
+    certfile: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="EDGEKIT_CERTFILE",
+            help="mqtts: this collector's client certificate.",
+            show_default=False,
+        ),
+    ] = None,
+    keyfile: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="EDGEKIT_KEYFILE",
+            help="mqtts: the client certificate's private key.",
+            show_default=False,
+        ),
+    ] = None,
     embedded_broker: Annotated[
         bool,
         typer.Option(
@@ -135,6 +160,9 @@ def collect(
         share_group=share,
         mqtt_version=version,
         batch_size=batch_size,
+        ca_file=ca_file,
+        certfile=certfile,
+        keyfile=keyfile,
     )
     handler = _WarningLines(level=logging.WARNING)
     logger = logging.getLogger("edgekit.collector")

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 from edgekit._optional import require
@@ -72,6 +73,10 @@ class CollectorSettings:
     reconnect_min_s: int = 1
     reconnect_max_s: int = 30
     store_retry_max_s: float = 30.0
+    # mqtts:// only: CA to verify the broker (system CAs when None), optional client certificate.
+    ca_file: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.client_id or len(self.client_id) > 128:
@@ -242,7 +247,16 @@ class Collector:
         if s.broker.username is not None:
             client.username_pw_set(s.broker.username, s.broker.password)
         if s.broker.tls:
-            client.tls_set()
+            try:
+                client.tls_set(
+                    ca_certs=str(s.ca_file) if s.ca_file else None,
+                    certfile=str(s.certfile) if s.certfile else None,
+                    keyfile=str(s.keyfile) if s.keyfile else None,
+                )
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ReporterError(f"cannot load the TLS files for {s.broker}: {exc}") from exc
+        elif s.ca_file or s.certfile or s.keyfile:
+            raise ReporterError(f"TLS files given for a plain mqtt:// broker ({s.broker})")
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
@@ -309,7 +323,8 @@ class Collector:
     def _on_disconnect(
         self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
-        if self._accepting:
+        # After a refused connection there is nothing to reconnect to: start() reports it.
+        if self._accepting and self._failure is None:
             log.warning("disconnected from %s (%s); reconnecting", self.settings.broker, reason)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
