@@ -17,11 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from edgekit.datasets import PixelRange
 from edgekit.errors import EdgekitError
-from edgekit.runtime.measure import measure, to_report
+from edgekit.runtime.measure import Measurement, measure, to_report
 from edgekit.runtime.outbox import DEFAULT_MAX_BYTES, Outbox
 from edgekit.runtime.reporter import BrokerSettings, Reporter
 from edgekit.runtime.session import DeviceSession
@@ -120,17 +121,18 @@ class Daemon:
             )  # fmt: skip
             workload = 0 if watched is None else watched.processed - processed_before
             processed_before = 0 if watched is None else watched.processed
-            report = to_report(
+            make = partial(
+                _report_bytes,
                 session,
                 measurement,
                 device_id=s.device_id,
-                sequence=self.produced,
                 dropped_reports=outbox.dropped,
                 workload_inputs=workload,
             )
+            # Stored (with a gap-free sequence number) before it is published.
+            _, message_id = outbox.put_next(reporter.report_topic, make)
             extra = []
-            outbox.put(report.message_id, reporter.report_topic, report.to_json())
-            reporter.publish_report(report)
+            reporter.publish_id(message_id)
             self.produced += 1
             was_connected = self._announce(reporter, was_connected)
             if s.reports is not None and self.produced >= s.reports:
@@ -159,3 +161,24 @@ class Daemon:
         if pending:
             self._say(f"{pending} report(s) stay in the outbox {s.outbox} for the next start")
         self._say(f"stopping after {self.produced} report(s)")
+
+
+def _report_bytes(
+    session: DeviceSession,
+    measurement: Measurement,
+    sequence: int,
+    *,
+    device_id: str,
+    dropped_reports: int,
+    workload_inputs: int,
+) -> tuple[str, bytes]:
+    """(message id, payload) of a window's report with the sequence the outbox allotted."""
+    report = to_report(
+        session,
+        measurement,
+        device_id=device_id,
+        sequence=sequence,
+        dropped_reports=dropped_reports,
+        workload_inputs=workload_inputs,
+    )
+    return report.message_id, report.to_json()

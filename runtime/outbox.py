@@ -159,6 +159,21 @@ class Outbox:
 
     def put(self, message_id: str, topic: str, payload: bytes) -> bool:
         """Store a report durably before it is published; False if the id is already held."""
+        self._check(message_id, topic, payload)
+        with self._lock:
+            return self._run(lambda: self._put(message_id, topic, bytes(payload)))
+
+    def put_next(self, topic: str, make: Callable[[int], tuple[str, bytes]]) -> tuple[int, str]:
+        """Store the report ``make(sequence)`` returns as (message id, payload), with this
+        device's next sequence number taken in the same transaction; (sequence, message id).
+
+        Sequence numbers live in the file, so they run on across restarts and crashes without a
+        gap: a missing number downstream means a lost report (or one counted in ``dropped``).
+        """
+        with self._lock:
+            return self._run(lambda: self._put_next(topic, make))
+
+    def _check(self, message_id: str, topic: str, payload: bytes) -> int:
         size = len(topic.encode()) + len(payload)
         if not message_id:
             raise ReporterError("outbox message id must not be empty")
@@ -169,35 +184,54 @@ class Outbox:
                 f"report {message_id} of {size} bytes exceeds the outbox limit of "
                 f"{self.max_bytes} bytes"
             )
-        with self._lock:
-            return self._run(lambda: self._put(message_id, topic, bytes(payload), size))
+        return size
 
-    def _put(self, message_id: str, topic: str, payload: bytes, size: int) -> bool:
+    def _put(self, message_id: str, topic: str, payload: bytes) -> bool:
         with _transaction(self._db):
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO outbox (message_id, topic, payload) VALUES (?, ?, ?)",
-                (message_id, topic, payload),
-            )
-            if cursor.rowcount == 0:
-                return False
-            count, total = self._count + 1, self._bytes + size
-            drop_through, dropped = None, 0
-            if count > self.max_messages or total > self.max_bytes:
-                rows = self._db.execute(
-                    "SELECT seq, length(topic) + length(payload) FROM outbox ORDER BY seq"
-                )
-                for seq, row_size in rows:
-                    if count <= self.max_messages and total <= self.max_bytes:
-                        break
-                    drop_through, dropped = seq, dropped + 1
-                    count, total = count - 1, total - row_size
-                self._db.execute("DELETE FROM outbox WHERE seq <= ?", (drop_through,))
-                self._db.execute(
-                    "UPDATE counters SET value = value + ? WHERE name = 'dropped'", (dropped,)
-                )
+            inserted, count, total = self._insert(message_id, topic, payload)
         # Only after COMMIT succeeded: a failed transaction leaves the counters as they were.
         self._count, self._bytes = count, total
-        return True
+        return inserted
+
+    def _put_next(self, topic: str, make: Callable[[int], tuple[str, bytes]]) -> tuple[int, str]:
+        with _transaction(self._db):
+            row = self._db.execute("SELECT value FROM counters WHERE name = 'sequence'").fetchone()
+            sequence = int(row[0])
+            message_id, payload = make(sequence)
+            self._check(message_id, topic, payload)
+            inserted, count, total = self._insert(message_id, topic, bytes(payload))
+            if not inserted:
+                raise ReporterError(f"report {message_id} is already in the outbox")
+            self._db.execute("UPDATE counters SET value = value + 1 WHERE name = 'sequence'")
+        self._count, self._bytes = count, total
+        return sequence, message_id
+
+    def _insert(self, message_id: str, topic: str, payload: bytes) -> tuple[bool, int, int]:
+        """Insert inside the caller's transaction, dropping the oldest entries over the bounds;
+        (inserted, new count, new bytes)."""
+        size = len(topic.encode()) + len(payload)
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO outbox (message_id, topic, payload) VALUES (?, ?, ?)",
+            (message_id, topic, payload),
+        )
+        if cursor.rowcount == 0:
+            return False, self._count, self._bytes
+        count, total = self._count + 1, self._bytes + size
+        drop_through, dropped = None, 0
+        if count > self.max_messages or total > self.max_bytes:
+            rows = self._db.execute(
+                "SELECT seq, length(topic) + length(payload) FROM outbox ORDER BY seq"
+            )
+            for seq, row_size in rows:
+                if count <= self.max_messages and total <= self.max_bytes:
+                    break
+                drop_through, dropped = seq, dropped + 1
+                count, total = count - 1, total - row_size
+            self._db.execute("DELETE FROM outbox WHERE seq <= ?", (drop_through,))
+            self._db.execute(
+                "UPDATE counters SET value = value + ? WHERE name = 'dropped'", (dropped,)
+            )
+        return True, count, total
 
     def get(self, message_id: str) -> Entry | None:
         """The entry with this message id, or None if it was acknowledged or dropped."""
@@ -288,6 +322,7 @@ def _prepare(db: sqlite3.Connection) -> None:
         )
         db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER)")
         db.execute("INSERT OR IGNORE INTO counters VALUES ('dropped', 0)")
+        db.execute("INSERT OR IGNORE INTO counters VALUES ('sequence', 0)")
         db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
 

@@ -283,8 +283,12 @@ class Reporter:
         False when it waits for the broker (it goes out on reconnect) or when the outbox no
         longer holds it (already acknowledged, or dropped).
         """
+        return self.publish_id(report.message_id)
+
+    def publish_id(self, message_id: str) -> bool:
+        """Publish the outbox entry ``message_id``; as :meth:`publish_report`."""
         self._check()
-        entry = self.outbox.get(report.message_id)
+        entry = self.outbox.get(message_id)
         if entry is None or not self._connected:
             return False
         return self._send(entry)

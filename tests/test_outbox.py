@@ -209,3 +209,15 @@ def test_use_after_close_is_a_reporter_error(tmp_path: Path):
     outbox.close()
     with pytest.raises(ReporterError, match=r"outbox .*closed"):
         outbox.put("msg-0000", TOPIC, b"x")
+
+
+def test_sequence_numbers_run_on_across_reopening_without_gaps(tmp_path):
+    path = tmp_path / "seq.sqlite"
+    with Outbox(path) as outbox:
+        first = [outbox.put_next("edgekit/v1/d/report", lambda n: (f"id-{n:04d}", b"x"))[0]
+                 for _ in range(3)]  # fmt: skip
+    with Outbox(path) as outbox:
+        more = [outbox.put_next("edgekit/v1/d/report", lambda n: (f"id-{n:04d}", b"x"))[0]
+                for _ in range(2)]  # fmt: skip
+        assert [e.message_id for e in outbox.pending(10)] == [f"id-{n:04d}" for n in range(5)]
+    assert first + more == [0, 1, 2, 3, 4]
