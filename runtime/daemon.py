@@ -156,7 +156,8 @@ class Daemon:
     def _finish(self, outbox: Outbox, reporter: Reporter) -> None:
         s = self.settings
         pending = len(outbox)
-        if pending and reporter.connected and not self._abandon.is_set():
+        if pending and not self._abandon.is_set():
+            # Also while disconnected: the reporter resends everything when it reconnects.
             pending = reporter.flush(s.flush_timeout_s)
         if pending:
             self._say(f"{pending} report(s) stay in the outbox {s.outbox} for the next start")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgekit_testing import REPO
+from edgekit_testing import FAULT_FIGURES, REPO
 
 pytest_plugins = ["fixtures_mqtt", "fixtures_collector"]
 
@@ -125,3 +125,16 @@ def coral_build(fashion_cnn, tmp_path_factory):
         )
     )
     return report, out
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Print the fault scenarios' counts (sent, stored, duplicates, rejected, lost) as a table."""
+    rows = config.stash.get(FAULT_FIGURES, [])
+    if not rows:
+        return
+    columns = list(rows[0])
+    terminalreporter.section("fault scenarios, counted end to end")
+    terminalreporter.write_line("| " + " | ".join(columns) + " |")
+    terminalreporter.write_line("|" + "---|" * len(columns))
+    for row in rows:
+        terminalreporter.write_line("| " + " | ".join(str(row[c]) for c in columns) + " |")

@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
+# Fault scenarios' end-to-end counts, printed at the end of the run (conftest.py).
+FAULT_FIGURES: pytest.StashKey[list[dict[str, object]]] = pytest.StashKey()
 EDGEKIT = str(Path(sys.executable).with_name("edgekit"))
 
 

@@ -152,7 +152,7 @@ def test_unreachable_broker_buffers_says_so_once_and_does_not_spin(bundle, tmp_p
     started = time.monotonic()
     nowhere = f"mqtt://127.0.0.1:{free_port()}"
     code, err = _finish(_daemon(bundle, nowhere, outbox, "--interval", "0.5", "--reports", "6",
-                                "--window", "5"))  # fmt: skip
+                                "--window", "5", "--flush-timeout", "1"))  # fmt: skip
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert code == 0, err

@@ -193,7 +193,7 @@ def test_untrusted_certificate_is_a_clear_error(broker, jetson_build, tmp_path):
     daemon = run_edgekit(
         "daemon", bundle, "--broker", broker.url("rpi4-01"), "--ca-file", stranger,
         "--device-id", "rpi4-01", "--reports", "1", "--window", "5", "--outbox",
-        tmp_path / "outbox",
+        tmp_path / "outbox", "--flush-timeout", "1",
     )  # fmt: skip
     assert daemon.returncode == 0, daemon.stderr
     assert "certificate verify failed" in daemon.stderr

@@ -45,6 +45,7 @@ class DaemonConfig(BaseModel):
     keyfile: Path | None = None
     mqtt: str | None = None
     trust_key: Path | None = None
+    flush_timeout: float | None = Field(default=None, ge=0)
 
 
 def _load_config(path: Path | None) -> DaemonConfig:
@@ -192,6 +193,15 @@ def daemon(
             help="MQTT protocol version: 5 or 3.1.1 (brokers without MQTT 5) [default: 5].",
         ),
     ] = None,
+    flush_timeout: Annotated[
+        float | None,
+        typer.Option(
+            envvar="EDGEKIT_FLUSH_TIMEOUT",
+            show_default=False,
+            help="On stop, seconds to wait for the broker to acknowledge what is pending "
+            "[default: 10]; the rest stays in the outbox.",
+        ),
+    ] = None,
     trust_key: Annotated[
         Path | None,
         typer.Option(
@@ -233,6 +243,7 @@ def daemon(
         "prefix": prefix,
         "mqtt": mqtt,
         "trust_key": trust_key,
+        "flush_timeout": flush_timeout,
     }
     merged = file.model_dump() | {k: v for k, v in flags.items() if v is not None}
     settings = DaemonConfig.model_validate(merged)
@@ -266,6 +277,7 @@ def daemon(
         pixel_range=PixelRange.UNIT,
         outbox_max_bytes=int((settings.outbox_max_mb or 32) * 2**20),
         trust_key=settings.trust_key,
+        flush_timeout_s=10.0 if settings.flush_timeout is None else settings.flush_timeout,
     )
     run_settings.outbox.parent.mkdir(parents=True, exist_ok=True)
     console = err_console()
