@@ -84,7 +84,8 @@ class Exporter(Protocol):
     def rank_layers(
         self, quantized: bytes, sample: LabelledData, *, progress: Progress | None = None
     ) -> list[LayerCost]:
-        """Layers of ``quantized`` ordered by the accuracy they cost, worst first."""
+        """Layers of ``quantized`` ordered by the accuracy they cost, worst first, compared with
+        the fp32 model on every sample of ``sample`` (the caller keeps it small)."""
         ...
 
 

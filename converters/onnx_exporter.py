@@ -35,7 +35,6 @@ from edgekit.progress import Progress, SilentProgress
 
 # Keeping these float would not win accuracy back: they only move data.
 _NOT_CANDIDATES = DATA_MOVEMENT_OPS | {"MaxPool", "Constant"}
-RANKING_SAMPLES = 64
 
 
 class OnnxExporter:
@@ -81,7 +80,6 @@ class OnnxExporter:
         fp32 model's, then the SQNR each node loses."""
         debug = require("onnxruntime.quantization.qdq_loss_debug", extra="build")
         progress = progress or SilentProgress()
-        sample = sample.subset(np.arange(min(len(sample), RANKING_SAMPLES)))
         with tempfile.TemporaryDirectory(prefix="edgekit-qdq-debug-") as tmp:
             folder = Path(tmp)
             activations = []

@@ -34,8 +34,6 @@ from edgekit.progress import Progress, SilentProgress
 
 # Keeping these float would not win accuracy back: they only move data.
 _NOT_CANDIDATES = DATA_MOVEMENT_OPS | {"MAX_POOL_2D"}
-# Samples the per-layer comparison runs (one at a time, every tensor kept).
-RANKING_SAMPLES = 64
 
 
 class TFLiteExporter:
@@ -159,7 +157,7 @@ class TFLiteExporter:
     ) -> list[LayerCost]:
         """Compare every tensor of the quantized model with the fp32 model's, sample by sample."""
         progress = progress or SilentProgress()
-        x = sample.x[:RANKING_SAMPLES]
+        x = sample.x
         ref = _Tensors(self.float_model())
         test = _Tensors(quantized)
         names = test.canonical_names(ref.names)

@@ -38,6 +38,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from edgekit._optional import require
 from edgekit.errors import ReporterError
+from edgekit.mqtt_tls import configure_tls
 from edgekit.runtime.outbox import Entry, Outbox
 from edgekit.schema import (
     DEFAULT_PREFIX,
@@ -369,14 +370,9 @@ class Reporter:
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if s.tls:
-            try:
-                client.tls_set(
-                    ca_certs=str(s.ca_file) if s.ca_file else None,
-                    certfile=str(s.certfile) if s.certfile else None,
-                    keyfile=str(s.keyfile) if s.keyfile else None,
-                )
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                raise ReporterError(f"cannot load the TLS files for {s.url}: {exc}") from exc
+            configure_tls(
+                client, where=s.url, ca_file=s.ca_file, certfile=s.certfile, keyfile=s.keyfile
+            )
         client.will_set(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(s.reconnect_min_delay, s.reconnect_max_delay)
         client.on_connect = self._on_connect

@@ -31,6 +31,7 @@ from edgekit.collector.broker_url import BrokerUrl
 from edgekit.collector.intake import classify
 from edgekit.collector.store import BatchResult, Store
 from edgekit.errors import ReporterError, StoreError
+from edgekit.mqtt_tls import configure_tls
 from edgekit.schema import DEFAULT_PREFIX, utc_now
 
 log = logging.getLogger(__name__)
@@ -247,14 +248,13 @@ class Collector:
         if s.broker.username is not None:
             client.username_pw_set(s.broker.username, s.broker.password)
         if s.broker.tls:
-            try:
-                client.tls_set(
-                    ca_certs=str(s.ca_file) if s.ca_file else None,
-                    certfile=str(s.certfile) if s.certfile else None,
-                    keyfile=str(s.keyfile) if s.keyfile else None,
-                )
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                raise ReporterError(f"cannot load the TLS files for {s.broker}: {exc}") from exc
+            configure_tls(
+                client,
+                where=str(s.broker),
+                ca_file=s.ca_file,
+                certfile=s.certfile,
+                keyfile=s.keyfile,
+            )
         elif s.ca_file or s.certfile or s.keyfile:
             raise ReporterError(f"TLS files given for a plain mqtt:// broker ({s.broker})")
         client.on_connect = self._on_connect
