@@ -14,7 +14,10 @@ from edgekit.errors import (
     RuntimeBackendError,
     StoreError,
 )
+from edgekit.bundle import verify_bundle
+from edgekit.manifest import Manifest
 from edgekit.profiles import DeviceProfile, load_profile, shipped_profiles
+from edgekit.schema import Report, parse_report
 
 __all__ = [
     "BundleError",
@@ -23,13 +26,17 @@ __all__ = [
     "DataError",
     "DeviceProfile",
     "EdgekitError",
+    "Manifest",
     "MissingDependencyError",
     "PayloadError",
     "ProfileError",
+    "Report",
     "ReporterError",
     "RuntimeBackendError",
     "StoreError",
     "__version__",
     "load_profile",
+    "parse_report",
     "shipped_profiles",
+    "verify_bundle",
 ]
