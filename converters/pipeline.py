@@ -222,13 +222,14 @@ def _check_request(request: BuildRequest) -> PruneSpec:
 def _formats(profile: DeviceProfile, source: SourceModel) -> list[ModelFormat]:
     """The formats to build: the profile's, in preference order, that this model can become."""
     producible = {
-        ModelFormat.TFLITE: source.saved_model_dir is not None,
+        # The LiteRT path feeds one input; several-input models go the ONNX way.
+        ModelFormat.TFLITE: source.saved_model_dir is not None and len(source.inputs) == 1,
         ModelFormat.ONNX: source.onnx is not None or source.is_keras,
     }
     possible = [fmt for fmt in profile.build.formats if producible[fmt]]
     if not possible:
         wanted = ", ".join(f.value for f in profile.build.formats)
-        can = "onnx" if source.onnx is not None else "tflite"
+        can = "onnx" if source.onnx is not None or len(source.inputs) > 1 else "tflite"
         raise ConversionError(
             f"profile {profile.name} builds {wanted}, but a {source.kind} model can only become "
             f"{can} here; use a profile that lists {can}"

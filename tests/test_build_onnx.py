@@ -368,3 +368,37 @@ def test_onnx_model_for_a_tflite_only_profile(digits, digits_data, tmp_path):
         "--out", tmp_path / "o",
     )  # fmt: skip
     assert_one_clear_error(result, "can only become onnx")
+
+
+def test_a_model_with_two_inputs_builds_to_onnx_and_runs(digits, tmp_path):
+    """Image plus per-quadrant ink figures: two inputs; the profile's tflite cannot take it, so
+    the onnx it also lists is built, and the board feeds both inputs from the eval sample."""
+    import keras
+
+    from edgekit.converters.training import fit
+    from edgekit.runtime.session import DeviceSession
+
+    x_train, y_train, x_test, y_test = digits
+
+    def quadrants(x):
+        corners = [x[:, r : r + 4, c : c + 4] for r in (0, 4) for c in (0, 4)]
+        return np.stack([q.mean(axis=(1, 2, 3)) for q in corners], axis=1)
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((8, 8, 1), name="image")
+    ink = keras.Input((4,), name="ink")
+    h = keras.layers.Conv2D(8, 3, activation="relu")(image)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Concatenate()([h, ink])
+    model = keras.Model([image, ink], keras.layers.Dense(10)(h))
+    fit(model, [x_train, quadrants(x_train)], y_train, epochs=15)
+    path = tmp_path / "two.keras"
+    model.save(path)
+    calib = _npz(tmp_path / "calib.npz", image=x_train[:300], ink=quadrants(x_train[:300]))
+    evaluation = _npz(tmp_path / "eval.npz", image=x_test, ink=quadrants(x_test), y=y_test)
+    report = _onnx_build(path, tmp_path, calibration=calib, eval_data=evaluation)
+    assert [a.artifact.format for a in report.artifacts] == ["onnx"]
+    assert report.primary.accuracy.drop_pt <= 1.0
+    session = DeviceSession.open(tmp_path / "bundle")
+    assert len(session.inputs) == 2
+    assert session.accuracy().value == session.artifact.metrics.eval_sample_value
