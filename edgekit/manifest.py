@@ -8,14 +8,34 @@ it lives in the shared core and imports nothing heavy.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+)
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 # Bundle files are plain names: no directories, no "..", nothing that escapes the bundle.
 FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 Dtype = Literal["float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool"]
+
+
+def _finite_in_json(value: float, info: ValidationInfo) -> float:
+    if info.mode == "json" and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+# JSON has no NaN or infinity, yet pydantic reads the NaN/Infinity literals and overflowing numbers
+# (1e400) as such floats, and to_json() writes them back as null: what was read would not read back.
+# Only floats read from JSON are checked; one computed in process may be infinite (exact SQNR).
+FiniteInJson = Annotated[float, AfterValidator(_finite_in_json)]
 
 
 class _Frozen(BaseModel):
@@ -25,7 +45,7 @@ class _Frozen(BaseModel):
 class QuantParams(_Frozen):
     """Affine quantization of a tensor: real = scale * (q - zero_point)."""
 
-    scale: Annotated[float, Field(gt=0)]
+    scale: Annotated[FiniteInJson, Field(gt=0)]
     zero_point: int
 
 
@@ -77,31 +97,31 @@ class BuildMetrics(_Frozen):
     """Build-time figures, kept so the fleet report can compare them with what boards measure."""
 
     metric: Literal["top1", "agreement", "sqnr_db"] | None
-    fp32: float | None
-    quantized: float | None
-    drop_pt: float | None
+    fp32: FiniteInJson | None
+    quantized: FiniteInJson | None
+    drop_pt: FiniteInJson | None
     eval_samples: int
     fp32_bytes: int
     model_bytes: int
     macs: int
     params: int
-    est_latency_ms: float
-    est_ram_mb: float
-    host_p50_ms_fp32: float | None = None
-    host_p50_ms: float | None = None
+    est_latency_ms: FiniteInJson
+    est_ram_mb: FiniteInJson
+    host_p50_ms_fp32: FiniteInJson | None = None
+    host_p50_ms: FiniteInJson | None = None
     gzip_bytes: int | None = None
     # The metric on the bundle's own eval sample at build time: the board must reproduce it.
-    eval_sample_value: float | None = None
+    eval_sample_value: FiniteInJson | None = None
 
 
 class PruningInfo(_Frozen):
     """How the model was pruned, with the sparsity read back from the artifact."""
 
     kind: Literal["magnitude", "structured"]
-    target: float
-    achieved: float  # zeros over all kernels of weighted ops in the artifact
+    target: FiniteInJson
+    achieved: FiniteInJson  # zeros over all kernels of weighted ops in the artifact
     schedule: str
-    tensors: dict[str, float]  # artifact weight tensor -> its sparsity
+    tensors: dict[str, FiniteInJson]  # artifact weight tensor -> its sparsity
     params_before: int
     params_after: int
     macs_before: int

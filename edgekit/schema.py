@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from edgekit.errors import PayloadError
-from edgekit.manifest import Sha256
+from edgekit.manifest import FiniteInJson, Sha256
 
 DEFAULT_PREFIX = "edgekit/v1"
 # Far above a real report (~2 KB); anything larger is refused before it is parsed.
@@ -27,7 +27,11 @@ STATUS_OFFLINE = b"offline"
 # Topic-safe: no '/', '+', '#', no spaces; what a hostname or a serial number looks like.
 DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
-NonNegative = Annotated[float, Field(ge=0)]
+# Timings, memory and figures copied from the manifest (whose floats are finite): never NaN or
+# infinite, so refused however they come (pydantic checks it at no cost). The board's own
+# accuracy may be an infinite SQNR, so only one read from a payload must be finite.
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class _Frozen(BaseModel):
@@ -54,7 +58,7 @@ class AccuracyResult(_Frozen):
     """Accuracy measured on the board on the bundle's eval sample."""
 
     metric: Literal["top1", "agreement", "sqnr_db"]
-    value: float
+    value: FiniteInJson
     samples: Annotated[int, Field(ge=1)]
 
 
@@ -63,8 +67,8 @@ class BuildFigures(_Frozen):
 
     est_latency_ms: NonNegative
     metric: Literal["top1", "agreement", "sqnr_db"] | None = None
-    fp32: float | None = None
-    quantized: float | None = None
+    fp32: Finite | None = None
+    quantized: Finite | None = None
     model_bytes: Annotated[int, Field(ge=0)]
 
 
