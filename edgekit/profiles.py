@@ -183,6 +183,10 @@ def parse_profile(raw: bytes, *, source: str) -> DeviceProfile:
         raise ProfileError(f"profile {source}: not UTF-8 text") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"profile {source}: invalid TOML: {exc}") from exc
+    except ValueError as exc:  # a decimal integer beyond Python's 4300-digit limit
+        raise ProfileError(f"profile {source}: an integer is too large") from exc
+    except RecursionError as exc:
+        raise ProfileError(f"profile {source}: arrays or tables nested too deeply") from exc
     for reserved in ("source", "digest"):
         if reserved in data:
             raise ProfileError(f"profile {source}: unknown key {reserved!r}")
@@ -192,6 +196,10 @@ def parse_profile(raw: bytes, *, source: str) -> DeviceProfile:
         as_json = json.dumps(data)
     except TypeError as exc:  # TOML dates and times have no place in a profile
         raise ProfileError(f"profile {source}: {exc}") from exc
+    except ValueError as exc:  # a hex, octal or binary integer too long to write in decimal
+        raise ProfileError(f"profile {source}: an integer is too large") from exc
+    except RecursionError as exc:  # dotted keys nest tables as deep as they are long
+        raise ProfileError(f"profile {source}: tables nested too deeply") from exc
     try:
         profile = _ADAPTER.validate_json(as_json, strict=True)
     except ValidationError as exc:
@@ -208,6 +216,8 @@ def _describe(exc: ValidationError) -> str:
             problems.append(f"unknown key {key!r}")
         elif err["type"] == "missing":
             problems.append(f"missing key {key!r}")
+        elif err["type"] == "json_invalid":  # pydantic's nesting limit on the file's JSON form
+            problems.append("arrays or tables nested too deeply")
         else:
             got = err.get("input")
             shown = repr(got) if not isinstance(got, dict) else "a table"
