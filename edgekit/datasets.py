@@ -8,7 +8,9 @@ Keras' ``image_dataset_from_directory`` reads it.
 
 from __future__ import annotations
 
+import lzma
 import zipfile
+import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +22,21 @@ from edgekit.errors import DataError
 from edgekit.manifest import TensorSpec
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# What numpy and zipfile raise on a damaged .npz: a bad .npy header (ValueError), a declared shape
+# beyond int64 (OverflowError) or beyond memory (MemoryError), a damaged zip or compressed stream
+# (BadZipFile, EOFError, zlib.error, lzma.LZMAError; OSError from bz2), an encrypted member
+# (RuntimeError) or an unknown compression method (NotImplementedError, a RuntimeError).
+_UNREADABLE = (
+    ValueError,
+    OverflowError,
+    MemoryError,
+    RuntimeError,
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+)
 
 
 class PixelRange(StrEnum):
@@ -100,15 +117,18 @@ def load_npz(path: Path, *, role: str, specs: tuple[TensorSpec, ...]) -> Labelle
     if not zipfile.is_zipfile(path):
         raise DataError(f"{role} data {path}: not an .npz file (expected a zip of .npy arrays)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # an .npy ending in zip-like bytes
+            raise DataError(f"{role} data {path}: not an .npz file (expected a zip of .npy arrays)")
+        with loaded as npz:
             names = list(npz.files)
             keys = [_array_key(names, spec, i, len(specs), role=role, path=path)
                     for i, spec in enumerate(specs)]  # fmt: skip
-            xs = tuple(npz[key] for key in keys)
-            y = npz["y"] if "y" in names else None
+            xs = tuple(_array(npz, key, role=role, path=path) for key in keys)
+            y = _array(npz, "y", role=role, path=path) if "y" in names else None
     except DataError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except _UNREADABLE as exc:
         raise DataError(f"{role} data {path}: cannot read it: {exc}") from exc
     counts = {len(x) if x.ndim else 0 for x in xs}
     if len(counts) != 1:
@@ -130,6 +150,13 @@ def _array_key(
     raise DataError(f"{role} data {path}: no array named {wanted} (found: {found})")
 
 
+def _array(npz: np.lib.npyio.NpzFile, key: str, *, role: str, path: Path) -> np.ndarray:
+    value = npz[key]
+    if not isinstance(value, np.ndarray):  # numpy returns a member that is not an .npy as bytes
+        raise DataError(f"{role} data {path}: {key!r} is not a .npy array")
+    return value
+
+
 def _check_labels(y: np.ndarray | None, count: int, *, role: str, path: Path) -> np.ndarray | None:
     if y is None:
         return None
@@ -145,6 +172,8 @@ def _check_labels(y: np.ndarray | None, count: int, *, role: str, path: Path) ->
         raise DataError(f"{role} data {path}: 'y' must hold integer labels, not {y.dtype}")
     if count and y.min() < 0:
         raise DataError(f"{role} data {path}: 'y' holds negative labels")
+    if count and y.max() > np.iinfo(np.int64).max:  # uint64 labels astype() would wrap negative
+        raise DataError(f"{role} data {path}: 'y' holds labels beyond int64")
     return y.astype(np.int64)
 
 
