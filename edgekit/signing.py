@@ -158,7 +158,7 @@ def _read_signature(path: Path) -> dict[str, str]:
         if path.stat().st_size > MAX_KEY_BYTES:
             raise BundleIntegrityError(f"{path} is too large to be a signature")
         record = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise BundleIntegrityError(f"{path}: unreadable signature: {exc}") from exc
     if not isinstance(record, dict) or record.get("schema") != SIGNATURE_SCHEMA or any(
         not isinstance(record.get(k), str) for k in ("algorithm", "key_id", "signature")
