@@ -10,6 +10,7 @@ import hashlib
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -157,10 +158,18 @@ def extract_bundle(archive: Path, into: Path) -> Path:
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = tar.getmembers()
-            tops = {Path(m.name).parts[0] for m in members if m.name not in ("", ".")}
+            # Bundles hold regular files; tarfile can recurse forever or raise KeyError on links.
+            if any(m.issym() or m.islnk() for m in members):
+                raise BundleError(f"{archive}: a bundle archive holds no links")
+            paths = [path for m in members if (path := Path(m.name)).parts]
+            # The folder returned is the first part of every name: the data filter would strip a
+            # leading "/" and allow a ".." staying inside ``into``, so it would point elsewhere.
+            if any(path.is_absolute() or ".." in path.parts for path in paths):
+                raise BundleError(f"{archive}: member names must be relative, without '..'")
+            tops = {path.parts[0] for path in paths}
             if len(tops) != 1:
                 raise BundleError(f"{archive}: a bundle archive holds exactly one folder")
             tar.extractall(into, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:  # zlib: corrupt gzip data
         raise BundleError(f"cannot unpack bundle archive {archive}: {exc}") from exc
     return into / tops.pop()
