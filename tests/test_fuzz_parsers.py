@@ -8,6 +8,7 @@ from outside. Whatever their bytes, the parser returns its value object or raise
 from __future__ import annotations
 
 import copy
+import gzip
 import hashlib
 import io
 import json
@@ -16,10 +17,12 @@ import os
 import pickle
 import re
 import struct
+import tarfile
 import tempfile
 import tomllib
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,9 +39,15 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from edgekit.bundle import MANIFEST_NAME, read_manifest, verify_bundle, write_bundle
+from edgekit.bundle import (
+    MANIFEST_NAME,
+    extract_bundle,
+    read_manifest,
+    verify_bundle,
+    write_bundle,
+)
 from edgekit.collector.intake import AcceptedReport, Rejection, StatusUpdate, classify
-from edgekit.datasets import LabelledData, load_data, load_npz
+from edgekit.datasets import LabelledData, PixelRange, load_data, load_image, load_npz
 from edgekit.errors import BundleError, DataError, PayloadError, ProfileError
 from edgekit.manifest import (
     Artifact,
@@ -813,6 +822,119 @@ def test_manifest_that_is_no_file_or_too_large(bundles_root: Path):
             read_manifest(bundle / MANIFEST_NAME)
 
 
+# --- 5b. Bundle archives -----------------------------------------------------------------------
+
+ARCHIVE_NAMES = [
+    "b/manifest.json", "b/model.tflite", "b", "b/", "b/./x", "./b/x", "./", ".", "", "c/x", "/b/x",
+    "//b/x", "b/../c/x", "../x", "b/../../x", "ü/x", "b/" + "x" * 300, "b/\x00", "b\\x",
+]  # fmt: skip
+MEMBER_TYPES = [
+    tarfile.REGTYPE, tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE,
+    tarfile.FIFOTYPE, tarfile.CHRTYPE,
+]  # fmt: skip
+LINK_TARGETS = ["/etc/passwd", "../x", "../../x", "x", "b/x", "manifest.json", ""]
+
+
+@st.composite
+def bundle_archive(draw: st.DrawFn) -> bytes:
+    """A .tar.gz of a bundle folder with odd members (names, links, devices), maybe damaged."""
+    members = [("b", tarfile.DIRTYPE, b"", ""), ("b/manifest.json", tarfile.REGTYPE, b"{}", "")]
+    members += draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(ARCHIVE_NAMES) | ODD_TEXT.filter(lambda n: "\x00" not in n),
+                st.sampled_from(MEMBER_TYPES),
+                st.binary(max_size=32),
+                st.sampled_from(LINK_TARGETS),
+            ),
+            max_size=4,
+        )
+    )
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, content, target in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            info.size = len(content) if kind == tarfile.REGTYPE else 0
+            tar.addfile(info, io.BytesIO(content) if kind == tarfile.REGTYPE else None)
+    data = buf.getvalue()
+    damage = draw(st.sampled_from(["none"] * 4 + ["cut", "flip", "plain"]))
+    at = draw(st.integers(0, len(data) - 1))
+    if damage == "cut":
+        return data[:at]
+    if damage == "flip":
+        return data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1 :]
+    if damage == "plain":
+        return gzip.decompress(data)  # an uncompressed tar
+    return data
+
+
+def _members(*names: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    return buf.getvalue()
+
+
+def _linked(name: str, kind: bytes, target: str) -> bytes:
+    """A bundle archive with one link member."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.addfile(tarfile.TarInfo("b/manifest.json"), io.BytesIO())
+        link = tarfile.TarInfo(name)
+        link.type, link.linkname = kind, target
+        tar.addfile(link)
+    return buf.getvalue()
+
+
+def _corrupt_data_stream() -> bytes:
+    """A .tar.gz whose first header is intact and whose next gzip member (holding the first
+    file's data) starts with a deflate block of the reserved type 3: tarfile opens it and fails
+    while seeking past that data."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, size in (("b/x", 4096), ("b/y", 1)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(b"x" * size))
+    tar_bytes = buf.getvalue()
+    head, rest = gzip.compress(tar_bytes[:512]), gzip.compress(tar_bytes[512:])
+    return head + rest[:10] + bytes([rest[10] | 0b110]) + rest[11:]  # gzip's header: 10 bytes
+
+
+@SLOW
+@given(data=bundle_archive())
+# Found by this test: a corrupt deflate stream raised zlib.error; a member named "./" raised
+# IndexError; "/b/..." made extract_bundle return "/" (the data filter strips the slash), and
+# "b/../c/x" returned a folder the archive did not fill.
+@example(data=_corrupt_data_stream())
+@example(data=_members("./", "b/x"))
+@example(data=_members("/b/manifest.json"))
+@example(data=_members("b/../c/x"))
+# A symlink named "" (the extraction folder itself) made tarfile recurse (RecursionError); a hard
+# link to itself raised KeyError. Bundle archives hold no links at all now, as documented.
+@example(data=_linked("", tarfile.SYMTYPE, ""))
+@example(data=_linked("b/l", tarfile.LNKTYPE, "b/l"))
+def test_bundle_archive_unpacks_inside_or_is_refused(bundles_root: Path, data: bytes) -> None:
+    with tempfile.TemporaryDirectory(dir=bundles_root) as tmp:
+        archive, into = Path(tmp) / "bundle.tar.gz", Path(tmp) / "into"
+        archive.write_bytes(data)
+        try:
+            folder = extract_bundle(archive, into)
+        except BundleError:
+            event("refused")
+        else:
+            event("unpacked")
+            assert folder.parent == into
+            for path in into.rglob("*"):  # everything unpacked is in the folder returned
+                assert path == folder or path.is_relative_to(folder)
+        assert {p.name for p in Path(tmp).iterdir()} <= {"bundle.tar.gz", "into"}  # nothing beside
+        assert not any(path.is_symlink() for path in into.rglob("*"))
+
+
 # --- 6. Data files ------------------------------------------------------------------------------
 
 ONE_INPUT = (TensorSpec(name="x", shape=(None, 4), dtype="float32"),)
@@ -1055,3 +1177,70 @@ def test_a_valid_npz_loads(data_root: Path):
     assert len(data) == 3
     assert data.y is not None
     assert data.y.tolist() == [0, 1, 2]
+
+
+# --- 6b. Images (image-folder data, and files dropped in the daemon's watched folder) ----------
+
+IMAGE_SPEC = TensorSpec(name="image", shape=(None, 8, 8, 1), dtype="float32")
+
+
+def _image(fmt: str) -> bytes:
+    image = pytest.importorskip("PIL.Image")
+    buf = io.BytesIO()
+    image.new("RGB", (12, 10), (200, 100, 0)).save(buf, fmt)
+    return buf.getvalue()
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` pixels, with one row of data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\0" * (width + 1))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+@st.composite
+def image_file(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A small image in one of the formats image folders hold, maybe truncated or corrupted."""
+    suffix, fmt = draw(st.sampled_from([
+        (".png", "PNG"), (".jpg", "JPEG"), (".gif", "GIF"), (".bmp", "BMP"), (".tif", "TIFF"),
+        (".webp", "WEBP"),
+    ]))  # fmt: skip
+    data = _image(fmt)
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, len(data) - 1))
+        data = data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1 :]
+    if draw(st.booleans()):
+        data = data[: draw(st.integers(0, len(data)))]
+    return suffix, data
+
+
+@SLOW
+@given(case=image_file() | st.tuples(st.sampled_from([".png", ".jpg"]), st.binary(max_size=256)))
+# Found while fuzzing: Pillow's DecompressionBombError (not an OSError) crashed load_image, and
+# with it the daemon's watched folder.
+@example(case=(".png", _png_declaring(100_000, 100_000)))
+def test_image_loads_or_is_refused(data_root: Path, case: tuple[str, bytes]) -> None:
+    suffix, data = case
+    fd, name = tempfile.mkstemp(suffix=suffix, dir=data_root)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about damaged files it still reads
+            pixels = load_image(Path(name), spec=IMAGE_SPEC, pixel_range=PixelRange.UNIT)
+    except DataError:
+        event("refused")
+    else:
+        event("loaded")
+        assert pixels.shape == (8, 8, 1)
+        assert pixels.dtype == np.float32
+        assert ((pixels >= 0) & (pixels <= 1)).all()
+    finally:
+        Path(name).unlink()
