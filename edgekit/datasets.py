@@ -23,11 +23,12 @@ from edgekit.manifest import TensorSpec
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # What numpy and zipfile raise on a damaged .npz: a bad .npy header (ValueError), a declared shape
-# beyond int64 (OverflowError) or beyond memory (MemoryError), a damaged zip or compressed stream
-# (BadZipFile, EOFError, zlib.error, lzma.LZMAError; OSError from bz2), an encrypted member
-# (RuntimeError) or an unknown compression method (NotImplementedError, a RuntimeError).
+# of booleans (TypeError), beyond int64 (OverflowError) or beyond memory (MemoryError), a damaged
+# zip or compressed stream (BadZipFile, EOFError, zlib.error, lzma.LZMAError; OSError from bz2),
+# an encrypted member (RuntimeError) or an unknown compression method (NotImplementedError).
 _UNREADABLE = (
     ValueError,
+    TypeError,
     OverflowError,
     MemoryError,
     RuntimeError,

@@ -1,8 +1,9 @@
 """Fuzzing every parser of outside input: each input parses or raises edgekit's own error.
 
-Payloads and topics (the collector), device profiles, bundle manifests and .npz data files come
-from outside. Whatever their bytes, the parser returns its value object or raises the matching
-``EdgekitError``; any other exception is a crash of the collector, the CLI or the board.
+Payloads and topics (the collector), device profiles, bundle manifests, signatures and archives,
+.npz data files and images come from outside. Whatever their bytes, the parser returns its value
+object or raises the matching ``EdgekitError``; any other exception is a crash of the collector,
+the CLI or the board.
 """
 
 from __future__ import annotations
@@ -1137,10 +1138,10 @@ _GOOD_X = _npy(np.ones((3, 4), np.float32))
 _LONG_X = _npy(np.random.default_rng(0).random((300, 4)).astype(np.float32))
 
 
-def _declaring_shape(shape: tuple[int, ...]) -> bytes:
-    """An .npz whose x.npy declares ``shape`` but holds no data."""
+def _declaring_shape(shape: tuple[int, ...], body: bytes = b"") -> bytes:
+    """An .npz whose x.npy declares ``shape`` and holds ``body``."""
     header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
-    return _zip({"x.npy": _npy_header(header, b"", version=1)})
+    return _zip({"x.npy": _npy_header(header, body, version=1)})
 
 
 def _corrupt_after(data: bytes, marker: bytes, skip: int = 40, count: int = 20) -> bytes:
@@ -1156,6 +1157,7 @@ def _corrupt_after(data: bytes, marker: bytes, skip: int = 40, count: int = 20) 
 @example(data=_GOOD_X + _zip({"x.npy": _GOOD_X})[-22:])  # TypeError: an .npy, not an .npz
 @example(data=_declaring_shape((2**40,)))  # MemoryError: 4 TiB allocated before reading
 @example(data=_declaring_shape((2**64,)))  # OverflowError
+@example(data=_declaring_shape((True,), bytes(4)))  # TypeError: numpy reshapes to (True,)
 @example(data=_set_flags(_zip({"x.npy": _GOOD_X}), encrypted=True))  # RuntimeError
 @example(data=_set_flags(_zip({"x.npy": _GOOD_X}), method=99))  # NotImplementedError
 @example(data=_corrupt_after(_zip({"x.npy": _LONG_X}, zipfile.ZIP_DEFLATED), b"x.npy"))  # zlib
