@@ -209,7 +209,8 @@ def load_image(
         with image.open(file) as img:
             img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
             pixels = np.asarray(img, dtype=np.float32).reshape(height, width, channels)
-    except (OSError, ValueError, image.DecompressionBombError) as exc:
+    # Pillow raises SyntaxError for a broken PNG chunk, DecompressionBombError for a huge image.
+    except (OSError, ValueError, SyntaxError, image.DecompressionBombError) as exc:
         raise DataError(f"{role} data: cannot read image {file}: {exc}") from exc
     if pixel_range is PixelRange.UNIT:
         return pixels / 255.0

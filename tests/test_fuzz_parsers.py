@@ -464,12 +464,13 @@ TOML_LITERALS = [
     '"""multi\nline"""', "[", "{", "[1, 2", "{a = 1, a = 2}", "true false", "=",
     "[" * 2000 + "]" * 2000, "{a = " * 500 + "1" + "}" * 500,
 ]  # fmt: skip
-TOML_TEXT = ODD_TEXT.filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s))
+# TOML text, file and member names: UTF-8, so no lone surrogates.
+ENCODABLE_TEXT = ODD_TEXT.filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s))
 TOML_VALUES = st.recursive(
     st.booleans()
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats()
-    | TOML_TEXT
+    | ENCODABLE_TEXT
     | st.dates()
     | st.times()
     | st.datetimes()
@@ -518,7 +519,7 @@ def test_profile_from_arbitrary_toml(doc: dict[str, Any]) -> None:
 
 
 @FUZZ
-@given(doc=mutated(RPI4, NASTY_TOML, TOML_KEYS, TOML_TEXT))
+@given(doc=mutated(RPI4, NASTY_TOML, TOML_KEYS, ENCODABLE_TEXT))
 # Found by this test: Python's 4300-digit limit (tomllib reading a long decimal, json writing a
 # long hex) and deep nesting (tomllib, json) raised ValueError / RecursionError.
 @example(doc=replaced(RPI4, ("hardware", "cores"), Raw("1" * 5000)))
@@ -561,7 +562,7 @@ def mutated_profile_text(draw: st.DrawFn) -> bytes:
                 (current,) = tomllib.loads(line).values()
             except (ValueError, RecursionError):  # a line this loop made up
                 current = None
-            like = NASTY_TOML if current is None else similar(current, TOML_TEXT) | NASTY_TOML
+            like = NASTY_TOML if current is None else similar(current, ENCODABLE_TEXT) | NASTY_TOML
             lines[i] = f"{key}= {toml_value(draw(like))}"
         elif op == "key" and eq:
             lines[i] = f"{toml_key(draw(TOML_KEYS))} ={line.partition('=')[2]}"
@@ -843,7 +844,7 @@ def bundle_archive(draw: st.DrawFn) -> bytes:
     members += draw(
         st.lists(
             st.tuples(
-                st.sampled_from(ARCHIVE_NAMES) | ODD_TEXT.filter(lambda n: "\x00" not in n),
+                st.sampled_from(ARCHIVE_NAMES) | ENCODABLE_TEXT.filter(lambda n: "\x00" not in n),
                 st.sampled_from(MEMBER_TYPES),
                 st.binary(max_size=32),
                 st.sampled_from(LINK_TARGETS),
@@ -1207,6 +1208,13 @@ def _png_declaring(width: int, height: int) -> bytes:
     )
 
 
+_BROKEN_CHUNK_PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x0c\x00\x00\x00\n\x08\x02\x00\x00\x00\x0fN(\xad"
+    b"\x00\x00\x00\x00IDATx\x9cc<\x91\xc2@\x100\x11V2\xaa\x88XE\x00\xbf\xfd\x01@\xf1\x08RY\x00\x00"
+    b"\x00\x00IEND\xaeB`\x82"
+)
+
+
 @st.composite
 def image_file(draw: st.DrawFn) -> tuple[str, bytes]:
     """A small image in one of the formats image folders hold, maybe truncated or corrupted."""
@@ -1228,6 +1236,8 @@ def image_file(draw: st.DrawFn) -> tuple[str, bytes]:
 # Found while fuzzing: Pillow's DecompressionBombError (not an OSError) crashed load_image, and
 # with it the daemon's watched folder.
 @example(case=(".png", _png_declaring(100_000, 100_000)))
+# Found by a longer run: a broken PNG chunk raised SyntaxError from Pillow.
+@example(case=(".png", _BROKEN_CHUNK_PNG))
 def test_image_loads_or_is_refused(data_root: Path, case: tuple[str, bytes]) -> None:
     suffix, data = case
     fd, name = tempfile.mkstemp(suffix=suffix, dir=data_root)
