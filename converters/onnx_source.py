@@ -7,6 +7,7 @@ the op, the opset or the feature.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,7 +196,10 @@ def preprocess(model: OnnxModel) -> OnnxModel:
         reasons = []
         for options in attempts:
             try:
-                quant.quant_pre_process(str(src), str(dst), **options)
+                # ORT's symbolic shape inference dumps its half-done model into the current
+                # directory when it gives up; keep that inside the temporary folder.
+                with contextlib.chdir(tmp):
+                    quant.quant_pre_process(str(src), str(dst), **options)
                 proto = onnx.load(str(dst))
             except Exception as exc:  # symbolic shape inference has its limits
                 reasons.append(first_line(exc))

@@ -1,6 +1,7 @@
 """edgekit: build per-device int8 bundles, run and benchmark them on boards, report over MQTT."""
 
 from edgekit._version import __version__
+from edgekit.bundle import verify_bundle
 from edgekit.errors import (
     BundleError,
     BundleIntegrityError,
@@ -14,7 +15,6 @@ from edgekit.errors import (
     RuntimeBackendError,
     StoreError,
 )
-from edgekit.bundle import verify_bundle
 from edgekit.manifest import Manifest
 from edgekit.profiles import DeviceProfile, load_profile, shipped_profiles
 from edgekit.schema import Report, parse_report

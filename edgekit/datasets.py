@@ -40,6 +40,14 @@ _UNREADABLE = (
 )
 
 
+def load_npy(path: Path, *, role: str = "input") -> np.ndarray:
+    """One ``.npy`` array, without unpickling; a damaged or crafted file is a DataError."""
+    try:
+        return np.asarray(np.load(path, allow_pickle=False))
+    except _UNREADABLE as exc:
+        raise DataError(f"{role} data {path}: cannot read it: {exc}") from exc
+
+
 class PixelRange(StrEnum):
     """How 8-bit pixels of an image folder are scaled before they reach the model."""
 

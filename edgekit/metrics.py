@@ -7,6 +7,8 @@ from typing import Literal
 import numpy as np
 
 MetricName = Literal["top1", "agreement", "sqnr_db"]
+# Beyond any real quantization error (float32 rounding alone is ~140 dB).
+SQNR_CAP_DB = 200.0
 
 
 def is_classifier_output(outputs: np.ndarray) -> bool:
@@ -29,9 +31,10 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     ref = reference.astype(np.float64)
     noise = float(np.sum((ref - test.astype(np.float64)) ** 2))
     signal = float(np.sum(ref**2))
+    # Capped: identical outputs give an infinite ratio, which JSON (and reports) cannot carry.
     if noise == 0.0:
-        return float("inf")
-    return 10.0 * float(np.log10(max(signal, 1e-30) / noise))
+        return SQNR_CAP_DB
+    return min(SQNR_CAP_DB, 10.0 * float(np.log10(max(signal, 1e-30) / noise)))
 
 
 def score(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.datasets import IMAGE_SUFFIXES, PixelRange, load_image
+from edgekit.datasets import IMAGE_SUFFIXES, PixelRange, load_image, load_npy
 from edgekit.errors import EdgekitError
 from edgekit.runtime.session import DeviceSession
 from edgekit.schema import utc_now
@@ -89,7 +89,7 @@ class WatchedFolder:
         if len(self.session.inputs) != 1:
             raise EdgekitError("watched folders feed single-input models only")
         if file.suffix.lower() == ".npy":
-            x = np.load(file, allow_pickle=False)
+            x = load_npy(file)
             sample_rank = len(spec.shape) - 1
             return x[None] if x.ndim == sample_rank else x
         return load_image(file, spec=spec, pixel_range=self.pixel_range)[None]

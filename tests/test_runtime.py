@@ -126,3 +126,30 @@ def test_cli_run_table(jetson_build):
     assert result.returncode == 0, result.stderr
     for words in ("p50", "p99", "top1 on eval sample", "peak RSS", "onnxruntime"):
         assert words in result.stdout
+
+
+def test_identical_outputs_give_a_finite_sqnr_a_report_can_carry():
+    from edgekit import metrics
+
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    assert metrics.sqnr_db(x, x) == metrics.SQNR_CAP_DB
+
+
+def test_a_crafted_npy_in_the_watched_folder_is_an_error_result_not_a_crash(jetson_build, tmp_path):
+    from edgekit.runtime.watch import WatchedFolder
+
+    _, bundle = jetson_build
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    good = np.load(bundle / "eval_sample.npz")["x"][0]
+    np.save(inbox / "good.npy", good)
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }"
+    header += b" " * (118 - len(header)) + b"\n"
+    (inbox / "huge.npy").write_bytes(
+        b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+    )
+    watched = WatchedFolder(inbox, DeviceSession.open(bundle), settle_s=0)
+    latencies = watched.poll()
+    assert len(latencies) == 1
+    assert (watched.processed, watched.failed) == (1, 1)
+    assert "error" in json.loads((inbox / "huge.npy.result.json").read_text())
