@@ -68,6 +68,8 @@ def run_demo(
 
     progress = progress or SilentProgress()
     tell = say
+    # Absolute: the simulated boards run in out_dir, so relative paths would point elsewhere.
+    out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     if any(out_dir.iterdir()) and not (out_dir / "demo-model.keras").exists():
         raise EdgekitError(f"{out_dir} is not empty and holds no earlier demo; pick another --out")

@@ -9,7 +9,8 @@ from edgekit_testing import run_edgekit
 
 def test_demo_builds_runs_collects_and_reports(tmp_path):
     out = tmp_path / "demo"
-    result = run_edgekit("demo", "--out", out, "--devices", "1", "--reports", "2",
+    # a relative --out, as the README's command uses it (the boards run in another folder)
+    result = run_edgekit("demo", "--out", "demo", "--devices", "1", "--reports", "2",
                          "--interval", "0.3", "--quiet", cwd=tmp_path, timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = out / "report.html"
