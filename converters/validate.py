@@ -58,20 +58,22 @@ def accuracy_of(
     data_label: str,
     pruned: np.ndarray | None = None,
 ) -> Accuracy:
-    """Top-1 against labels, or top-1 agreement with fp32, or SQNR for non-classifiers."""
-    n = len(data)
-    if metrics.is_classifier_output(reference) and data.y is not None:
-        labels = data.y
-        fp32, quant = metrics.top1(reference, labels), metrics.top1(test, labels)
-        mid = None if pruned is None else metrics.top1(pruned, labels)
-        return Accuracy("top1", fp32, quant, fp32 - quant, n, data_label, mid)
-    if metrics.is_classifier_output(reference):
-        agree = metrics.agreement(test, reference)
-        mid = None if pruned is None else metrics.agreement(pruned, reference)
-        return Accuracy("agreement", 100.0, agree, 100.0 - agree, n, data_label, mid)
-    sqnr = metrics.sqnr_db(reference, test)
-    mid = None if pruned is None else metrics.sqnr_db(reference, pruned)
-    return Accuracy("sqnr_db", None, sqnr, None, n, data_label, mid)
+    """Top-1 against labels, or top-1 agreement with fp32, or SQNR for non-classifiers: the
+    same metric the board computes (:func:`edgekit.metrics.score`), plus the fp32 baseline."""
+    scored = metrics.score(test, labels=data.y, reference=reference)
+    assert scored is not None  # a reference is given, so some metric always applies
+    name, quantized = scored
+    fp32: float | None = None  # SQNR has no fp32 figure: fp32 is the reference itself
+    if name == "top1" and data.y is not None:
+        fp32 = metrics.top1(reference, data.y)
+    elif name == "agreement":
+        fp32 = 100.0
+    mid = None
+    if pruned is not None:
+        pruned_scored = metrics.score(pruned, labels=data.y, reference=reference)
+        mid = None if pruned_scored is None else pruned_scored[1]
+    drop = None if fp32 is None else fp32 - quantized
+    return Accuracy(name, fp32, quantized, drop, len(data), data_label, mid)
 
 
 def host_latency(
