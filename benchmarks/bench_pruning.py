@@ -73,7 +73,7 @@ def _write_data(tmp: Path, split, size: int | None = None) -> None:
 def magnitude_table(split, epochs: int) -> None:
     from edgekit.converters.tflite_inspect import inspect_tflite
     from edgekit.converters.training import fit
-    from edgekit.profiles import PruneKind
+    from edgekit.vocab import PruneKind
 
     model_path = _small_cnn(split)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -117,7 +117,7 @@ def magnitude_table(split, epochs: int) -> None:
 
 
 def structured_table(split, threads: list[int]) -> None:
-    from edgekit.profiles import PruneKind
+    from edgekit.vocab import PruneKind
 
     print(
         "\n## Structured pruning, 50 % of channels, fine-tuned 1 epoch, int8 (x86-64 profile), "

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from edgekit.profiles import DeviceProfile
-
-Status = Literal["pass", "fail", "not measured"]
+from edgekit.vocab import CheckStatus
 
 
 @dataclass(frozen=True)
@@ -18,14 +16,16 @@ class Check:
     value: float | None
     limit: float | None
     unit: str
-    status: Status
+    status: CheckStatus
     detail: str = ""
 
 
 def _upper(name: str, value: float | None, limit: float, unit: str, detail: str = "") -> Check:
     if value is None:
-        return Check(name, None, limit, unit, "not measured", detail)
-    return Check(name, value, limit, unit, "pass" if value <= limit else "fail", detail)
+        return Check(name, None, limit, unit, CheckStatus.NOT_MEASURED, detail)
+    return Check(
+        name, value, limit, unit, CheckStatus.PASS if value <= limit else CheckStatus.FAIL, detail
+    )
 
 
 def check_budgets(
@@ -56,7 +56,7 @@ def check_budgets(
                 float(len(float_ops)),
                 0.0,
                 "float ops",
-                "fail" if float_ops else "pass",
+                CheckStatus.FAIL if float_ops else CheckStatus.PASS,
                 ", ".join(float_ops),
             )
         )
@@ -68,7 +68,7 @@ def check_budgets(
                 float(len(banned)),
                 0.0,
                 "unsupported ops",
-                "fail" if banned else "pass",
+                CheckStatus.FAIL if banned else CheckStatus.PASS,
                 ", ".join(banned),
             )
         )

@@ -16,8 +16,9 @@ import numpy as np
 
 from edgekit.converters.model_stats import ModelStats
 from edgekit.datasets import LabelledData
-from edgekit.profiles import Build, ModelFormat, Quantization
+from edgekit.profiles import Build
 from edgekit.progress import Progress
+from edgekit.vocab import ModelFormat, Quantization
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ from edgekit.converters.onnx_source import (
 )
 from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError
-from edgekit.profiles import Build, ModelFormat
+from edgekit.profiles import Build
 from edgekit.progress import Progress, SilentProgress
+from edgekit.vocab import ModelFormat
 
 # Keeping these float would not win accuracy back: they only move data.
 _NOT_CANDIDATES = DATA_MOVEMENT_OPS | {"MaxPool", "Constant"}

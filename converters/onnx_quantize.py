@@ -20,8 +20,9 @@ from edgekit.converters._errors import first_line
 from edgekit.converters.onnx_source import OnnxModel
 from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError, DataError
-from edgekit.profiles import Build, CalibrationMethod, Quantization
+from edgekit.profiles import Build
 from edgekit.progress import Progress, SilentProgress
+from edgekit.vocab import CalibrationMethod, Quantization
 
 CALIBRATION_BATCH = 16
 

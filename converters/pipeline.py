@@ -36,7 +36,7 @@ from edgekit.converters.prune import PruneOutcome, PruneSpec, prune
 from edgekit.converters.source import SourceModel, load_source
 from edgekit.converters.tflite_exporter import TFLiteExporter
 from edgekit.converters.validate import Accuracy, accuracy_of, host_latency, outputs_of
-from edgekit.datasets import LabelledData, PixelRange, load_data
+from edgekit.datasets import LabelledData, load_data
 from edgekit.errors import ConversionError, DataError
 from edgekit.manifest import (
     Artifact,
@@ -48,11 +48,12 @@ from edgekit.manifest import (
     RuntimeHints,
 )
 from edgekit.manifest import SourceModel as SourceRef
-from edgekit.profiles import DeviceProfile, IODtype, ModelFormat, PruneKind, Quantization
+from edgekit.profiles import DeviceProfile
 from edgekit.progress import Progress, SilentProgress
 from edgekit.runtime.backend import open_backend
 from edgekit.schema import LatencyStats
 from edgekit.signing import key_id, load_private_key, signature_file
+from edgekit.vocab import BuildStatus, IODtype, ModelFormat, PixelRange, PruneKind, Quantization
 
 EVAL_SAMPLE_FILE = "eval_sample.npz"
 REPORT_FILE = "build_report.json"
@@ -193,7 +194,7 @@ def build(request: BuildRequest, *, progress: Progress | None = None) -> rpt.Bui
             b.host = _host_latencies(request, b, accuracy_data, progress)
         notes = _notes(baselines)
     report = _report(request, source, chosen, attempts, notes, started)
-    if report.status != "over_budget":
+    if report.status is not BuildStatus.OVER_BUDGET:
         _write(request, source, chosen, report, reference, signer)
     return report
 
@@ -431,16 +432,20 @@ def _report(
     )
     failed = any(a.failed for a in artifacts)
     if not failed:
-        status = "ok"
+        status = BuildStatus.OK
     else:
-        status = "over_budget_overridden" if request.allow_over_budget else "over_budget"
+        status = (
+            BuildStatus.OVER_BUDGET_OVERRIDDEN
+            if request.allow_over_budget
+            else BuildStatus.OVER_BUDGET
+        )
     digest = hashlib.sha256(b"".join(b.quantized.content for b in chosen)).hexdigest()[:12]
     return rpt.BuildReport(
         status=status,
         bundle_id=f"{source.name}-{profile.name}-{digest}",
-        bundle_dir=None if status == "over_budget" else str(request.out_dir.resolve()),
+        bundle_dir=None if status is BuildStatus.OVER_BUDGET else str(request.out_dir.resolve()),
         model=rpt.ModelRef(path=str(request.model), kind=source.kind, sha256=source.sha256),
-        profile=rpt.ProfileRef(name=profile.name, source=profile.source, digest=profile.digest),
+        profile=ProfileRef(name=profile.name, source=profile.source, digest=profile.digest),
         preferred=chosen[0].exporter.file_name,
         artifacts=artifacts,
         notes=notes,
@@ -659,7 +664,7 @@ def _write(
         artifacts=tuple(artifacts),
         preferred=report.preferred,
         files={name: FileEntry.of_bytes(data) for name, data in files.items()},
-        budget_override=report.status == "over_budget_overridden",
+        budget_override=report.status is BuildStatus.OVER_BUDGET_OVERRIDDEN,
         runtime=RuntimeHints(
             backend=request.profile.runtime.backend.value,
             threads=request.profile.runtime.threads,

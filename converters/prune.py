@@ -18,8 +18,8 @@ from edgekit.converters.source import SourceModel, load_keras_model
 from edgekit.converters.training import fit
 from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError, DataError
-from edgekit.profiles import PruneKind
 from edgekit.progress import Progress, SilentProgress
+from edgekit.vocab import PruneKind
 
 # How far --auto-sparsity steps back each time the accuracy budget is missed.
 AUTO_STEP = 0.1

@@ -4,37 +4,39 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from edgekit.manifest import ProfileRef
+from edgekit.values import Frozen
+from edgekit.vocab import (
+    BuildStatus,
+    CheckStatus,
+    MetricName,
+    ModelFormat,
+    PruneKind,
+    Quantization,
+    SourceKind,
+)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ModelRef(_Frozen):
+class ModelRef(Frozen):
     path: str
-    kind: str
+    kind: SourceKind
     sha256: str
 
 
-class ProfileRef(_Frozen):
-    name: str
-    source: str
-    digest: str
-
-
-class ArtifactInfo(_Frozen):
+class ArtifactInfo(Frozen):
     file: str
-    format: Literal["tflite", "onnx"]
-    quantization: Literal["int8", "dynamic", "fp16", "none"]
+    format: ModelFormat
+    quantization: Quantization
     per_channel: bool
     input_dtype: str
     output_dtype: str
     calibration_method: str | None = None  # ONNX: ONNX Runtime's calibrator
 
 
-class AccuracyFigures(_Frozen):
-    metric: Literal["top1", "agreement", "sqnr_db"] | None
+class AccuracyFigures(Frozen):
+    metric: MetricName | None
     fp32: float | None
     quantized: float | None
     drop_pt: float | None  # fp32 of the unpruned model minus the final artifact
@@ -43,7 +45,7 @@ class AccuracyFigures(_Frozen):
     pruned_fp32: float | None = None  # the pruned model before quantization
 
 
-class SizeFigures(_Frozen):
+class SizeFigures(Frozen):
     fp32_bytes: int
     model_bytes: int
     ratio: float
@@ -53,7 +55,7 @@ class SizeFigures(_Frozen):
     gzip_ratio: float
 
 
-class PrunedKernel(_Frozen):
+class PrunedKernel(Frozen):
     """A kernel in the Keras model after pruning."""
 
     layer: str
@@ -63,7 +65,7 @@ class PrunedKernel(_Frozen):
     achieved: float
 
 
-class PrunedChannels(_Frozen):
+class PrunedChannels(Frozen):
     """A layer's output channels before and after structured pruning."""
 
     layer: str
@@ -72,7 +74,7 @@ class PrunedChannels(_Frozen):
     skipped: str
 
 
-class ArtifactWeight(_Frozen):
+class ArtifactWeight(Frozen):
     """Sparsity of a weight tensor as stored in the artifact."""
 
     op: str
@@ -81,7 +83,7 @@ class ArtifactWeight(_Frozen):
     sparsity: float
 
 
-class PruneAttempt(_Frozen):
+class PruneAttempt(Frozen):
     """One sparsity tried by --auto-sparsity."""
 
     sparsity: float
@@ -89,8 +91,8 @@ class PruneAttempt(_Frozen):
     within_budget: bool
 
 
-class PruningFigures(_Frozen):
-    kind: Literal["magnitude", "structured"]
+class PruningFigures(Frozen):
+    kind: PruneKind
     target: float
     schedule: str
     artifact_sparsity: float  # zeros over all kernels of the artifact's weighted ops
@@ -105,7 +107,7 @@ class PruningFigures(_Frozen):
     attempts: tuple[PruneAttempt, ...]
 
 
-class LatencyFigures(_Frozen):
+class LatencyFigures(Frozen):
     """Estimates on the target from the profile, and p50 measured on the build host."""
 
     est_target_ms: float
@@ -116,7 +118,7 @@ class LatencyFigures(_Frozen):
     host_threads: int
 
 
-class LayerCostRow(_Frozen):
+class LayerCostRow(Frozen):
     """A layer and the SQNR (dB) it loses when quantized, against fp32."""
 
     name: str
@@ -124,13 +126,13 @@ class LayerCostRow(_Frozen):
     loss_db: float
 
 
-class FallbackTry(_Frozen):
+class FallbackTry(Frozen):
     kept_float: int
     drop_pt: float | None
     within_budget: bool
 
 
-class FallbackFigures(_Frozen):
+class FallbackFigures(Frozen):
     """What the accuracy-aware fallback did when plain int8 missed the budget."""
 
     plain_int8_drop_pt: float | None
@@ -140,23 +142,23 @@ class FallbackFigures(_Frozen):
     worst_layers: tuple[LayerCostRow, ...]  # the ranking's head, worst first
 
 
-class OpTableRow(_Frozen):
+class OpTableRow(Frozen):
     op: str
     precision: str
     count: int
     macs: int
 
 
-class CheckRow(_Frozen):
+class CheckRow(Frozen):
     name: str
     value: float | None
     limit: float | None
     unit: str
-    status: Literal["pass", "fail", "not measured"]
+    status: CheckStatus
     detail: str
 
 
-class ArtifactReport(_Frozen):
+class ArtifactReport(Frozen):
     """Everything measured and decided for one artifact (one format)."""
 
     artifact: ArtifactInfo
@@ -177,10 +179,10 @@ class ArtifactReport(_Frozen):
     @property
     def failed(self) -> list[str]:
         """Names of the checks that failed."""
-        return [c.name for c in self.checks if c.status == "fail"]
+        return [c.name for c in self.checks if c.status is CheckStatus.FAIL]
 
 
-class BuildReport(_Frozen):
+class BuildReport(Frozen):
     """Everything a build measured and decided, per artifact."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -188,7 +190,7 @@ class BuildReport(_Frozen):
     schema_id: Literal["edgekit.build-report/1"] = Field(
         default="edgekit.build-report/1", alias="schema"
     )
-    status: Literal["ok", "over_budget", "over_budget_overridden"]
+    status: BuildStatus
     bundle_id: str
     bundle_dir: str | None
     model: ModelRef

@@ -29,8 +29,9 @@ from edgekit.converters.model_stats import DATA_MOVEMENT_OPS, ModelStats
 from edgekit.converters.tflite_inspect import inspect_tflite
 from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError, DataError
-from edgekit.profiles import Build, IODtype, ModelFormat, Quantization
+from edgekit.profiles import Build
 from edgekit.progress import Progress, SilentProgress
+from edgekit.vocab import IODtype, ModelFormat, Quantization
 
 # Keeping these float would not win accuracy back: they only move data.
 _NOT_CANDIDATES = DATA_MOVEMENT_OPS | {"MAX_POOL_2D"}

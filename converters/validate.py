@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
@@ -17,15 +16,14 @@ from edgekit.runtime.benchmark import measure_latency
 from edgekit.runtime.predict import Predictor
 from edgekit.runtime.quantization import to_model_dtype
 from edgekit.schema import LatencyStats
-
-Metric = Literal["top1", "agreement", "sqnr_db"]
+from edgekit.vocab import MetricName
 
 
 @dataclass(frozen=True)
 class Accuracy:
     """How an artifact compares with the fp32 baseline on the same data."""
 
-    metric: Metric
+    metric: MetricName
     fp32: float | None
     quantized: float
     drop_pt: float | None  # percentage points lost; None for SQNR, which has no "drop"

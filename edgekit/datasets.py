@@ -12,7 +12,6 @@ import lzma
 import zipfile
 import zlib
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 from edgekit._optional import require
 from edgekit.errors import DataError
 from edgekit.manifest import TensorSpec
+from edgekit.vocab import PixelRange
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # What numpy and zipfile raise on a damaged .npz: a bad .npy header (ValueError), a declared shape
@@ -46,14 +46,6 @@ def load_npy(path: Path, *, role: str = "input") -> np.ndarray:
         return np.asarray(np.load(path, allow_pickle=False))
     except _UNREADABLE as exc:
         raise DataError(f"{role} data {path}: cannot read it: {exc}") from exc
-
-
-class PixelRange(StrEnum):
-    """How 8-bit pixels of an image folder are scaled before they reach the model."""
-
-    UNIT = "0-1"  # x / 255
-    BYTE = "0-255"  # unchanged, as float
-    SYMMETRIC = "-1-1"  # x / 127.5 - 1
 
 
 @dataclass(frozen=True)

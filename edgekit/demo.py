@@ -57,14 +57,14 @@ def run_demo(
         Collector,
         CollectorSettings,
         EmbeddedBroker,
-        MqttVersion,
         Store,
     )
     from edgekit.collector.broker_url import BrokerUrl
     from edgekit.converters.examples import digits, small_cnn, train
     from edgekit.converters.pipeline import BuildRequest, build
-    from edgekit.fleet_report import ReportFormat, fleet_figures, write_report
+    from edgekit.fleet_report import fleet_figures, write_report
     from edgekit.profiles import load_profile
+    from edgekit.vocab import MqttVersion, ReportFormat
 
     progress = progress or SilentProgress()
     tell = say

@@ -8,48 +8,26 @@ it lives in the shared core and imports nothing heavy.
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Annotated, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationInfo,
-)
+from pydantic import ConfigDict, Field, StringConstraints
 
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+from edgekit.values import FiniteInJson, Frozen, Sha256
+from edgekit.vocab import MetricName, ModelFormat, PruneKind, Quantization, SourceKind
+
 # Bundle files are plain names: no directories, no "..", nothing that escapes the bundle.
 FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 Dtype = Literal["float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool"]
 
 
-def _finite_in_json(value: float, info: ValidationInfo) -> float:
-    if info.mode == "json" and not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
-# JSON has no NaN or infinity, yet pydantic reads the NaN/Infinity literals and overflowing numbers
-# (1e400) as such floats, and to_json() writes them back as null: what was read would not read back.
-# Only floats read from JSON are checked; one computed in process may be infinite (exact SQNR).
-FiniteInJson = Annotated[float, AfterValidator(_finite_in_json)]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class QuantParams(_Frozen):
+class QuantParams(Frozen):
     """Affine quantization of a tensor: real = scale * (q - zero_point)."""
 
     scale: Annotated[FiniteInJson, Field(gt=0)]
     zero_point: int
 
 
-class TensorSpec(_Frozen):
+class TensorSpec(Frozen):
     """Name, shape (None for a dynamic axis), dtype and quantization of a model input or output."""
 
     name: str
@@ -65,7 +43,7 @@ class TensorSpec(_Frozen):
         )
 
 
-class FileEntry(_Frozen):
+class FileEntry(Frozen):
     """A file of the bundle and its digest."""
 
     sha256: Sha256
@@ -77,7 +55,7 @@ class FileEntry(_Frozen):
         return cls(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
 
 
-class ProfileRef(_Frozen):
+class ProfileRef(Frozen):
     """The profile a bundle was built for."""
 
     name: str
@@ -85,18 +63,18 @@ class ProfileRef(_Frozen):
     source: str
 
 
-class SourceModel(_Frozen):
+class SourceModel(Frozen):
     """The model the bundle was built from."""
 
     name: str
-    kind: Literal["keras", "h5", "saved_model", "onnx"]
+    kind: SourceKind
     sha256: Sha256
 
 
-class BuildMetrics(_Frozen):
+class BuildMetrics(Frozen):
     """Build-time figures, kept so the fleet report can compare them with what boards measure."""
 
-    metric: Literal["top1", "agreement", "sqnr_db"] | None
+    metric: MetricName | None
     fp32: FiniteInJson | None
     quantized: FiniteInJson | None
     drop_pt: FiniteInJson | None
@@ -114,10 +92,10 @@ class BuildMetrics(_Frozen):
     eval_sample_value: FiniteInJson | None = None
 
 
-class PruningInfo(_Frozen):
+class PruningInfo(Frozen):
     """How the model was pruned, with the sparsity read back from the artifact."""
 
-    kind: Literal["magnitude", "structured"]
+    kind: PruneKind
     target: FiniteInJson
     achieved: FiniteInJson  # zeros over all kernels of weighted ops in the artifact
     schedule: str
@@ -128,12 +106,12 @@ class PruningInfo(_Frozen):
     macs_after: int
 
 
-class Artifact(_Frozen):
+class Artifact(Frozen):
     """A model file of the bundle, in one format, with what the runtime needs to feed it."""
 
     file: FileName
-    format: Literal["tflite", "onnx"]
-    quantization: Literal["int8", "dynamic", "fp16", "none"]
+    format: ModelFormat
+    quantization: Quantization
     per_channel: bool
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
@@ -143,7 +121,7 @@ class Artifact(_Frozen):
     kept_float: tuple[str, ...] = ()
 
 
-class RuntimeHints(_Frozen):
+class RuntimeHints(Frozen):
     """How the profile says the board should run the bundle (flags on the board win)."""
 
     backend: str
@@ -151,7 +129,7 @@ class RuntimeHints(_Frozen):
     delegate: str = "none"
 
 
-class Manifest(_Frozen):
+class Manifest(Frozen):
     """What a bundle holds; every file but the manifest itself is listed with its SHA-256."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)

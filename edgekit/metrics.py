@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-MetricName = Literal["top1", "agreement", "sqnr_db"]
+from edgekit.vocab import MetricName
+
 # Beyond any real quantization error (float32 rounding alone is ~140 dB).
 SQNR_CAP_DB = 200.0
 
@@ -43,9 +42,9 @@ def score(
     """The metric a bundle's eval sample supports, as (name, value): top-1 against labels,
     top-1 agreement with the fp32 reference, or SQNR against it for non-classifiers."""
     if is_classifier_output(outputs) and labels is not None:
-        return "top1", top1(outputs, labels)
+        return MetricName.TOP1, top1(outputs, labels)
     if reference is None:
         return None
     if is_classifier_output(outputs):
-        return "agreement", agreement(outputs, reference)
-    return "sqnr_db", sqnr_db(reference, outputs)
+        return MetricName.AGREEMENT, agreement(outputs, reference)
+    return MetricName.SQNR_DB, sqnr_db(reference, outputs)

@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import tomllib
-from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -19,60 +18,18 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 from edgekit.errors import ProfileError
+from edgekit.vocab import (
+    BackendName,
+    CalibrationMethod,
+    IODtype,
+    ModelFormat,
+    PruneKind,
+    Quantization,
+)
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 Positive = Annotated[float, Field(gt=0)]
-
-
-class Quantization(StrEnum):
-    """Quantization scheme of the artifact."""
-
-    INT8 = "int8"  # full-integer post-training quantization with calibration data
-    DYNAMIC = "dynamic"  # int8 weights, float activations (no calibration data)
-    FP16 = "fp16"  # float16 weights
-    NONE = "none"  # float32 as trained
-
-
-class IODtype(StrEnum):
-    """Dtype of the artifact's inputs and outputs."""
-
-    FLOAT32 = "float32"
-    INT8 = "int8"
-    UINT8 = "uint8"
-
-
-class ModelFormat(StrEnum):
-    """Artifact format."""
-
-    TFLITE = "tflite"
-    ONNX = "onnx"
-
-
-class CalibrationMethod(StrEnum):
-    """How activation ranges are chosen from calibration data (ONNX Runtime's calibrators)."""
-
-    MINMAX = "minmax"
-    ENTROPY = "entropy"
-    PERCENTILE = "percentile"
-
-
-class PruneKind(StrEnum):
-    """How a model is pruned before quantization."""
-
-    NONE = "none"
-    MAGNITUDE = "magnitude"  # zero the smallest weights: smaller gzip transfers, same dense MACs
-    STRUCTURED = "structured"  # remove whole filters/channels: fewer MACs on dense CPU kernels
-
-
-class BackendName(StrEnum):
-    """Interpreter used on the board."""
-
-    LITERT = "litert"
-    TFLITE_RUNTIME = "tflite-runtime"
-    ONNXRUNTIME = "onnxruntime"
-    # Built for, never run by, edgekit's runtime: microcontrollers run TFLite Micro firmware.
-    TFLITE_MICRO = "tflite-micro"
 
 
 @dataclass(config=_STRICT)

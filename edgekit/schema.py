@@ -13,10 +13,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, ValidationError
 
 from edgekit.errors import PayloadError
-from edgekit.manifest import FiniteInJson, Sha256
+from edgekit.values import FiniteInJson, Frozen, Sha256
+from edgekit.vocab import BackendName, MetricName, ModelFormat
 
 DEFAULT_PREFIX = "edgekit/v1"
 # Far above a real report (~2 KB); anything larger is refused before it is parsed.
@@ -34,11 +35,7 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LatencyStats(_Frozen):
+class LatencyStats(Frozen):
     """Latency of timed runs in milliseconds, measured the way benchmark_model does."""
 
     count: Annotated[int, Field(ge=1)]
@@ -54,25 +51,25 @@ class LatencyStats(_Frozen):
     first_ms: NonNegative | None = None
 
 
-class AccuracyResult(_Frozen):
+class AccuracyResult(Frozen):
     """Accuracy measured on the board on the bundle's eval sample."""
 
-    metric: Literal["top1", "agreement", "sqnr_db"]
+    metric: MetricName
     value: FiniteInJson
     samples: Annotated[int, Field(ge=1)]
 
 
-class BuildFigures(_Frozen):
+class BuildFigures(Frozen):
     """Build-time figures from the manifest, so reports compare estimate and measurement."""
 
     est_latency_ms: NonNegative
-    metric: Literal["top1", "agreement", "sqnr_db"] | None = None
+    metric: MetricName | None = None
     fp32: Finite | None = None
     quantized: Finite | None = None
     model_bytes: Annotated[int, Field(ge=0)]
 
 
-class HostFacts(_Frozen):
+class HostFacts(Frozen):
     """What the board is."""
 
     hostname: Annotated[str, StringConstraints(max_length=255)]
@@ -82,7 +79,7 @@ class HostFacts(_Frozen):
     cpu_count: Annotated[int, Field(ge=1)]
 
 
-class Report(_Frozen):
+class Report(Frozen):
     """One measurement window of one device running one bundle."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -95,8 +92,8 @@ class Report(_Frozen):
     bundle_digest: Sha256  # SHA-256 of the bundle's manifest.json
     profile: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     artifact: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    format: Literal["tflite", "onnx"]
-    backend: Literal["litert", "tflite-runtime", "onnxruntime"]
+    format: ModelFormat
+    backend: BackendName
     backend_version: Annotated[str, StringConstraints(max_length=64)]
     threads: Annotated[int, Field(ge=1)]
     started_at: AwareDatetime

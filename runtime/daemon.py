@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from edgekit.datasets import PixelRange
 from edgekit.errors import EdgekitError
 from edgekit.runtime.measure import Measurement, measure, to_report
 from edgekit.runtime.outbox import DEFAULT_MAX_BYTES, Outbox
 from edgekit.runtime.reporter import BrokerSettings, Reporter
 from edgekit.runtime.session import DeviceSession
 from edgekit.runtime.watch import WatchedFolder
+from edgekit.vocab import PixelRange
 
 # How often the watched folder is looked at between windows.
 WATCH_POLL_S = 0.5

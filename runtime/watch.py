@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.datasets import IMAGE_SUFFIXES, PixelRange, load_image, load_npy
+from edgekit.datasets import IMAGE_SUFFIXES, load_image, load_npy
 from edgekit.errors import EdgekitError
 from edgekit.runtime.session import DeviceSession
 from edgekit.schema import utc_now
+from edgekit.vocab import PixelRange
 
 RESULT_SUFFIX = ".result.json"
 

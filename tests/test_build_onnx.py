@@ -11,7 +11,8 @@ from edgekit_testing import assert_one_clear_error, run_edgekit
 
 from edgekit.bundle import verify_bundle
 from edgekit.converters.pipeline import BuildRequest, build
-from edgekit.profiles import PruneKind, load_profile
+from edgekit.profiles import load_profile
+from edgekit.vocab import PruneKind
 
 
 @pytest.fixture(scope="session")

@@ -24,11 +24,11 @@ from edgekit.collector import (
     Collector,
     CollectorSettings,
     EmbeddedBroker,
-    MqttVersion,
     Store,
 )
 from edgekit.errors import ReporterError
 from edgekit.schema import MAX_REPORT_BYTES
+from edgekit.vocab import MqttVersion
 
 
 def _settings(port: int, **overrides) -> CollectorSettings:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit.datasets import PixelRange, load_data
+from edgekit.datasets import load_data
 from edgekit.errors import DataError
 from edgekit.manifest import TensorSpec
+from edgekit.vocab import PixelRange
 
 SPEC = TensorSpec(name="image", shape=(None, 8, 8, 1), dtype="float32")
 

@@ -11,8 +11,9 @@ import pytest
 from fixtures_collector import BUNDLES, make_report
 
 from edgekit.collector import Store
-from edgekit.fleet_report import ReportFormat, fleet_figures, render
+from edgekit.fleet_report import fleet_figures, render
 from edgekit.fleet_report.render import CSV_COLUMNS
+from edgekit.vocab import ReportFormat
 
 
 @pytest.fixture

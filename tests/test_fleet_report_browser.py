@@ -10,7 +10,8 @@ import pytest
 from fixtures_collector import BUNDLES, make_report
 
 from edgekit.collector import Store
-from edgekit.fleet_report import ReportFormat, fleet_figures, write_report
+from edgekit.fleet_report import fleet_figures, write_report
+from edgekit.vocab import ReportFormat
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -48,7 +48,7 @@ from edgekit.bundle import (
     write_bundle,
 )
 from edgekit.collector.intake import AcceptedReport, Rejection, StatusUpdate, classify
-from edgekit.datasets import LabelledData, PixelRange, load_data, load_image, load_npz
+from edgekit.datasets import LabelledData, load_data, load_image, load_npz
 from edgekit.errors import BundleError, DataError, PayloadError, ProfileError
 from edgekit.manifest import (
     Artifact,
@@ -68,6 +68,7 @@ from edgekit.signing import (
     load_private_key,
     signature_file,
 )
+from edgekit.vocab import PixelRange
 
 # Sized so the whole file runs in well under a minute on two cores.
 FUZZ = settings(

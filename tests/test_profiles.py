@@ -9,7 +9,8 @@ import pytest
 from edgekit_testing import assert_one_clear_error, run_edgekit
 
 from edgekit.errors import ProfileError
-from edgekit.profiles import Quantization, load_profile, shipped_profiles
+from edgekit.profiles import load_profile, shipped_profiles
+from edgekit.vocab import Quantization
 
 REQUIRED = {"rpi4", "rpi5", "jetson-nano", "coral-edgetpu", "x86-64", "stm32h7"}
 

@@ -12,7 +12,8 @@ from edgekit_testing import assert_one_clear_error, run_edgekit
 from edgekit.bundle import verify_bundle
 from edgekit.converters.pipeline import BuildRequest, build
 from edgekit.converters.prune_magnitude import magnitude_mask, polynomial_sparsity
-from edgekit.profiles import PruneKind, load_profile
+from edgekit.profiles import load_profile
+from edgekit.vocab import PruneKind
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ from edgekit.cli._output import (
     out_console,
     warning_line,
 )
-from edgekit.datasets import PixelRange
-from edgekit.profiles import PruneKind, load_profile
+from edgekit.profiles import load_profile
+from edgekit.vocab import BuildStatus, CheckStatus, PixelRange, PruneKind
 
 if TYPE_CHECKING:  # the converters (and TensorFlow) load only when a build runs
     from edgekit.converters.report import ArtifactReport, BuildReport
@@ -186,7 +186,7 @@ def build(
     for art in report.artifacts:
         for warning in art.warnings:
             warning_line(f"{art.artifact.file}: {warning}")
-    if report.status == "over_budget":
+    if report.status is BuildStatus.OVER_BUDGET:
         failed = sorted({name for art in report.artifacts for name in art.failed})
         err_console().print(
             f"[red]over budget[/red] ({', '.join(failed)}): bundle not written; "
@@ -310,7 +310,11 @@ def _print_artifact(console: Console, art: ArtifactReport, profile: str, title: 
     checks = Table(title=f"budgets ({info.file})")
     for column in ("check", "value", "limit", "status", "detail"):
         checks.add_column(column)
-    colors = {"pass": "green", "fail": "red", "not measured": "yellow"}
+    colors = {
+        CheckStatus.PASS: "green",
+        CheckStatus.FAIL: "red",
+        CheckStatus.NOT_MEASURED: "yellow",
+    }
     for check in art.checks:
         checks.add_row(
             check.name,

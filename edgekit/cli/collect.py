@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -14,15 +13,9 @@ import typer
 
 from edgekit.cli._output import err_console, warning_line
 from edgekit.errors import ReporterError
+from edgekit.vocab import MqttVersion
 
 _DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
-
-
-class MqttOption(StrEnum):
-    """MQTT protocol version (the embedded broker speaks 3.1.1 only)."""
-
-    V5 = "5"
-    V311 = "3.1.1"
 
 
 class _WarningLines(logging.Handler):
@@ -69,7 +62,10 @@ def collect(
             show_default=False,
         ),
     ] = None,
-    mqtt: Annotated[MqttOption, typer.Option(help="MQTT protocol version.")] = MqttOption.V5,
+    mqtt: Annotated[
+        MqttVersion,
+        typer.Option(help="MQTT protocol version (the embedded broker speaks 3.1.1 only)."),
+    ] = MqttVersion.V5,
     ca_file: Annotated[
         Path | None,
         typer.Option(
@@ -131,13 +127,12 @@ def collect(
         Collector,
         CollectorSettings,
         EmbeddedBroker,
-        MqttVersion,
         Store,
     )
     from edgekit.collector.workers import run_workers
 
     address = BrokerUrl.parse(broker)
-    version = MqttVersion(mqtt.value)
+    version = mqtt
     if embedded_broker:
         if share or workers > 1:
             raise ReporterError(

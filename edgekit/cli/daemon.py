@@ -17,8 +17,8 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgekit.cli._output import err_console, native_stderr_diverted
-from edgekit.datasets import PixelRange
 from edgekit.errors import EdgekitError
+from edgekit.vocab import PixelRange
 
 
 class DaemonConfig(BaseModel):

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from edgekit.cli._output import err_console, warning_line
-
-
-class FormatOption(StrEnum):
-    """Output format."""
-
-    HTML = "html"
-    MD = "md"
-    CSV = "csv"
-    JSON = "json"
+from edgekit.vocab import ReportFormat
 
 
 def report(
@@ -31,7 +22,7 @@ def report(
         str, typer.Option(envvar="EDGEKIT_DB", help="SQLAlchemy database URL the collector wrote.")
     ] = "sqlite:///edgekit.db",
     fmt: Annotated[
-        FormatOption | None,
+        ReportFormat | None,
         typer.Option(
             "--format",
             "-f",
@@ -43,9 +34,9 @@ def report(
 ) -> None:
     """Write the fleet report: latency, accuracy vs build, estimated vs measured, sizes, status."""
     from edgekit.collector import Store
-    from edgekit.fleet_report import ReportFormat, fleet_figures, write_report
+    from edgekit.fleet_report import fleet_figures, write_report
 
-    chosen = ReportFormat(fmt.value) if fmt is not None else ReportFormat.for_path(out)
+    chosen = fmt if fmt is not None else ReportFormat.for_path(out)
     with Store(db, create=False) as store:
         figures = fleet_figures(store.snapshot())
         source = store.display_url

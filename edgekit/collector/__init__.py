@@ -16,7 +16,6 @@ from edgekit.collector.subscriber import (  # noqa: E402
     Collector,
     CollectorSettings,
     CollectorStats,
-    MqttVersion,
 )
 
 __all__ = [
@@ -28,6 +27,5 @@ __all__ = [
     "CollectorStats",
     "EmbeddedBroker",
     "FleetSnapshot",
-    "MqttVersion",
     "Store",
 ]

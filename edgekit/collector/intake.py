@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from edgekit.errors import PayloadError
 from edgekit.schema import STATUS_OFFLINE, STATUS_ONLINE, Report, parse_report, parse_topic
+from edgekit.vocab import DeviceStatus
 
-StatusValue = Literal["online", "offline"]
-_STATUSES: dict[bytes, StatusValue] = {STATUS_ONLINE: "online", STATUS_OFFLINE: "offline"}
+_STATUSES: dict[bytes, DeviceStatus] = {
+    STATUS_ONLINE: DeviceStatus.ONLINE,
+    STATUS_OFFLINE: DeviceStatus.OFFLINE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,7 @@ class StatusUpdate:
     """A device's online/offline status as published on its status topic."""
 
     device_id: str
-    status: StatusValue
+    status: DeviceStatus
     retained: bool
     received_at: datetime
 

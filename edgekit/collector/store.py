@@ -39,7 +39,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from edgekit.collector.intake import AcceptedReport, Intake, Rejection, StatusUpdate, StatusValue
+from edgekit.collector.intake import AcceptedReport, Intake, Rejection, StatusUpdate
 from edgekit.collector.snapshot import (
     BundleRow,
     DeviceBundleRow,
@@ -59,6 +59,7 @@ from edgekit.collector.tables import (
 )
 from edgekit.errors import MissingDependencyError, StoreError
 from edgekit.schema import Report, utc_now
+from edgekit.vocab import DeviceStatus
 
 DEFAULT_DB_URL = "sqlite:///edgekit.db"
 # Bound parameters per IN (...) list; far below SQLite's and PostgreSQL's limits.
@@ -222,7 +223,7 @@ class Store:
     def add_status(
         self,
         device_id: str,
-        status: StatusValue,
+        status: DeviceStatus,
         *,
         retained: bool = False,
         received_at: datetime | None = None,

@@ -22,7 +22,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +32,7 @@ from edgekit.collector.store import BatchResult, Store
 from edgekit.errors import ReporterError, StoreError
 from edgekit.mqtt_tls import configure_tls
 from edgekit.schema import DEFAULT_PREFIX, utc_now
+from edgekit.vocab import MqttVersion
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,6 @@ class StopFlag(Protocol):
     """Anything with ``is_set()``: a threading or a multiprocessing Event."""
 
     def is_set(self) -> bool: ...
-
-
-class MqttVersion(StrEnum):
-    """MQTT protocol version the collector speaks."""
-
-    V5 = "5"
-    V311 = "3.1.1"
 
 
 @dataclass(frozen=True, kw_only=True)

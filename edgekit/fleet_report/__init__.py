@@ -4,6 +4,6 @@ Installed with ``pip install 'edgekit[collector]'`` (Jinja2 and Plotly, imported
 """
 
 from edgekit.fleet_report.figures import FleetFigures, fleet_figures
-from edgekit.fleet_report.render import ReportFormat, render, write_report
+from edgekit.fleet_report.render import render, write_report
 
-__all__ = ["FleetFigures", "ReportFormat", "fleet_figures", "render", "write_report"]
+__all__ = ["FleetFigures", "fleet_figures", "render", "write_report"]

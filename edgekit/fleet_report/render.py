@@ -6,7 +6,6 @@ import csv
 import io
 import json
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +13,7 @@ from edgekit._optional import require
 from edgekit.errors import EdgekitError
 from edgekit.fleet_report.figures import FleetFigures
 from edgekit.fleet_report.plots import fleet_plots, plotly_js
-
-
-class ReportFormat(StrEnum):
-    """Output formats of ``edgekit report``."""
-
-    HTML = "html"
-    MD = "md"
-    CSV = "csv"
-    JSON = "json"
-
-    @classmethod
-    def for_path(cls, path: Path) -> ReportFormat:
-        """The format a file name asks for (.md, .csv, .json), HTML otherwise."""
-        suffix = path.suffix.lower().lstrip(".")
-        aliases = {"markdown": "md", "htm": "html"}
-        try:
-            return cls(aliases.get(suffix, suffix))
-        except ValueError:
-            return cls.HTML
-
+from edgekit.vocab import ReportFormat
 
 # Columns of the CSV: one row per device and bundle, carrying the device's status as well.
 CSV_COLUMNS = (

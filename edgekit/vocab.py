@@ -1,0 +1,137 @@
+"""edgekit's vocabulary: every closed set of names the layers exchange, one ``StrEnum`` each.
+
+Profiles, manifests, build reports, wire reports, the store and the CLI all use these, so a value
+is spelt once. Members are ``str``: they compare equal to, and serialize as, their plain values,
+which is what files on disk and payloads on the wire hold. Standard library only: the board, the
+collector and the CLI's start-up all import this module.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+
+class ModelFormat(StrEnum):
+    """Artifact format."""
+
+    TFLITE = "tflite"
+    ONNX = "onnx"
+
+
+class SourceKind(StrEnum):
+    """What the user's model file is."""
+
+    KERAS = "keras"
+    H5 = "h5"
+    SAVED_MODEL = "saved_model"
+    ONNX = "onnx"
+
+
+class Quantization(StrEnum):
+    """Quantization scheme of an artifact."""
+
+    INT8 = "int8"  # full-integer post-training quantization with calibration data
+    DYNAMIC = "dynamic"  # int8 weights, float activations (no calibration data)
+    FP16 = "fp16"  # float16 weights
+    NONE = "none"  # float32 as trained
+
+
+class IODtype(StrEnum):
+    """Dtype of an artifact's inputs and outputs."""
+
+    FLOAT32 = "float32"
+    INT8 = "int8"
+    UINT8 = "uint8"
+
+
+class CalibrationMethod(StrEnum):
+    """How activation ranges are chosen from calibration data (ONNX Runtime's calibrators)."""
+
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+class PruneKind(StrEnum):
+    """How a model is pruned before quantization."""
+
+    NONE = "none"
+    MAGNITUDE = "magnitude"  # zero the smallest weights: smaller gzip transfers, same dense MACs
+    STRUCTURED = "structured"  # remove whole filters/channels: fewer MACs on dense CPU kernels
+
+
+class BackendName(StrEnum):
+    """Interpreter that runs an artifact."""
+
+    LITERT = "litert"
+    TFLITE_RUNTIME = "tflite-runtime"
+    ONNXRUNTIME = "onnxruntime"
+    # Built for, never run by, edgekit's runtime: microcontrollers run TFLite Micro firmware.
+    TFLITE_MICRO = "tflite-micro"
+
+
+class MetricName(StrEnum):
+    """How accuracy is scored: top-1 against labels, top-1 agreement with the fp32 model's
+    outputs, or signal-to-quantization-noise ratio against them (non-classifiers)."""
+
+    TOP1 = "top1"
+    AGREEMENT = "agreement"
+    SQNR_DB = "sqnr_db"
+
+
+class CheckStatus(StrEnum):
+    """Outcome of one budget or compatibility check."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    NOT_MEASURED = "not measured"
+
+
+class BuildStatus(StrEnum):
+    """Outcome of a build."""
+
+    OK = "ok"
+    OVER_BUDGET = "over_budget"  # no bundle written
+    OVER_BUDGET_OVERRIDDEN = "over_budget_overridden"  # bundle written on the user's word
+
+
+class MqttVersion(StrEnum):
+    """MQTT protocol version a client speaks."""
+
+    V5 = "5"
+    V311 = "3.1.1"
+
+
+class DeviceStatus(StrEnum):
+    """A board's retained status."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class PixelRange(StrEnum):
+    """How 8-bit pixels of an image folder are scaled before they reach the model."""
+
+    UNIT = "0-1"  # x / 255
+    BYTE = "0-255"  # unchanged, as float
+    SYMMETRIC = "-1-1"  # x / 127.5 - 1
+
+
+class ReportFormat(StrEnum):
+    """Output formats of ``edgekit report``."""
+
+    HTML = "html"
+    MD = "md"
+    CSV = "csv"
+    JSON = "json"
+
+    @classmethod
+    def for_path(cls, path: Path) -> ReportFormat:
+        """The format a file name asks for (.md, .csv, .json), HTML otherwise."""
+        suffix = path.suffix.lower().lstrip(".")
+        aliases = {"markdown": "md", "htm": "html"}
+        try:
+            return cls(aliases.get(suffix, suffix))
+        except ValueError:
+            return cls.HTML
