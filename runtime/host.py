@@ -23,10 +23,29 @@ def host_facts() -> HostFacts:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB."""
+    """Peak resident set size of this process's own memory so far, in MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this process image. Not
+    ``ru_maxrss``: exec keeps the larger of the old and new image's peaks there, so a daemon
+    started by a 900 MB process would report 900 MB. Elsewhere ``ru_maxrss`` is the best there is.
+    """
+    own = _vm_hwm_kib()
+    if own is not None:
+        return own / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _vm_hwm_kib() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def default_device_id() -> str:
