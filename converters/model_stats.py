@@ -20,8 +20,11 @@ class OpInfo:
     """One operator of the graph."""
 
     op: str
-    precision: str  # "int8" | "int16" | "float" | "convert" | "index"
+    # "int8" | "int16" | "float" | "float-qdq" (a float kernel between Q/DQ) | "convert" | "index"
+    precision: str
     macs: int
+    runs_as: str = ""  # the kernel that runs it where the runtime fuses ops (ONNX Runtime)
+    node: str = ""  # that kernel's node name
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,21 @@ class ModelStats:
 
     @property
     def float_macs(self) -> int:
-        return sum(op.macs for op in self.ops if op.precision == "float")
+        return sum(op.macs for op in self.ops if op.precision in ("float", "float-qdq"))
+
+    @property
+    def qdq_float_ops(self) -> tuple[str, ...]:
+        """Compute ops of a quantized graph that the runtime still runs as float kernels between
+        quantize and dequantize ops (no integer kernel fused them)."""
+        return tuple(
+            sorted(
+                {
+                    op.op
+                    for op in self.ops
+                    if op.precision == "float-qdq" and op.op not in DATA_MOVEMENT_OPS
+                }
+            )
+        )
 
     @property
     def float_ops(self) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """Reading an ONNX artifact: ops and their precision, MACs, weights, memory.
 
-In QDQ models a node runs in int8 when ONNX Runtime can fuse it with the DequantizeLinear nodes
-feeding it and the QuantizeLinear nodes after it; that is how the op table decides precision.
+MACs, weights and memory come from the model as written. Precision comes from what ONNX Runtime
+runs (:mod:`edgekit.converters.onnx_runtime_graph`): an op of a QDQ model is int8 only where ORT
+fused it into an integer kernel; the others are float kernels between Q/DQ pairs.
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ import numpy as np
 from edgekit._optional import require
 from edgekit.converters._errors import first_line
 from edgekit.converters.model_stats import ModelStats, OpInfo, WeightInfo
+from edgekit.converters.onnx_runtime_graph import (
+    CONVERSIONS,
+    Precision,
+    RuntimeIndex,
+    optimized_graph,
+)
 from edgekit.errors import ConversionError
 
-_CONVERSION = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+_CONVERSION = CONVERSIONS
 _INTEGER_OPS = {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul"}
 _WEIGHTED = {"Conv", "ConvInteger", "QLinearConv", "Gemm", "MatMul", "MatMulInteger",
              "ConvTranspose"}  # fmt: skip
@@ -23,8 +30,10 @@ _FLOAT = {1: "float32", 10: "float16", 11: "float64"}
 _ITEMSIZE = {1: 4, 10: 2, 11: 8, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 9: 1}
 
 
-def inspect_onnx(content: bytes) -> ModelStats:
-    """Op table, MACs (batch 1), weights and a memory estimate of an ONNX model."""
+def inspect_onnx(content: bytes, *, optimization: str = "all") -> ModelStats:
+    """Op table, MACs (batch 1), weights and a memory estimate of an ONNX model; precision as
+    ONNX Runtime runs it at graph optimization level ``optimization`` (the board's session
+    uses ORT's default, "all")."""
     onnx = require("onnx", extra="build")
     numpy_helper = require("onnx.numpy_helper", extra="build")
     try:
@@ -55,16 +64,33 @@ def inspect_onnx(content: bytes) -> ModelStats:
             return str(node.input[0])
         return name
 
-    ops: list[OpInfo] = []
+    optimized = optimized_graph(content, level=optimization)
+    runtime = RuntimeIndex(optimized)
+    # Conversions as ORT runs them: the ones it fused away cost nothing.
+    ops: list[OpInfo] = [
+        OpInfo(op=n.op_type, precision=Precision.CONVERT, macs=0, runs_as=n.op_type, node=n.name)
+        for n in optimized.graph.node
+        if n.op_type in CONVERSIONS
+    ]
     weights: list[WeightInfo] = []
     params = 0
     arena = 0
     for node in graph.node:
         if node.op_type == "Constant":
             continue
-        precision = _precision(node, producer, consumers, constants, types)
-        macs = _macs(node, shapes)
-        ops.append(OpInfo(op=node.op_type, precision=precision, macs=macs))
+        written = _precision(node, producer, consumers, constants, types)
+        ran = runtime.node_of(node, consumers) if written != "index" else None
+        if written != "convert":
+            use = ran is not None and ran.precision != Precision.CONVERT
+            ops.append(
+                OpInfo(
+                    op=node.op_type,
+                    precision=ran.precision if use and ran else written,
+                    macs=_macs(node, shapes),
+                    runs_as=ran.op if use and ran else node.op_type,
+                    node=ran.name if use and ran else node.name,
+                )
+            )
         if node.op_type in _WEIGHTED and len(node.input) > 1:
             source = weight_source(node.input[1])
             if source in constants and constants[source].ndim >= 2:
