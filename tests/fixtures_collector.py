@@ -6,7 +6,6 @@ with a config written into tmp_path; PostgreSQL gets a fresh database per test, 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import socket
@@ -16,106 +15,17 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from edgekit.schema import Report
+# Moved to report_factory, the one report factory; re-exported until every user imports it there.
+from report_factory import BUNDLES, BundleSpec, make_report, report_message  # noqa: F401
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 # CI sets EDGEKIT_REQUIRE_POSTGRES: there a missing server is a failure, not a skip. Read at
 # import, before the autouse fixture clears EDGEKIT_* variables for each test.
 REQUIRE_POSTGRES = bool(os.environ.get("EDGEKIT_REQUIRE_POSTGRES"))
-
-
-# -- reports ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BundleSpec:
-    """A bundle as reports describe it (what the build put in the manifest)."""
-
-    bundle_id: str
-    profile: str
-    est_latency_ms: float
-    fp32: float
-    quantized: float
-    model_bytes: int
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.bundle_id.encode()).hexdigest()
-
-
-BUNDLES = (
-    BundleSpec("fashion-cnn-rpi4", "rpi4", 2.4, 91.2, 90.6, 98_304),
-    BundleSpec("fashion-cnn-rpi5", "rpi5", 1.1, 91.2, 90.9, 98_304),
-    BundleSpec("mobilenet-x86", "x86-64", 0.6, 88.0, 87.1, 612_352),
-)
-
-
-def make_report(
-    device_id: str = "rpi4-lab-01",
-    *,
-    sequence: int = 0,
-    message_id: str | None = None,
-    bundle: BundleSpec = BUNDLES[0],
-    p50_ms: float = 3.0,
-    accuracy: float | None = 90.1,
-) -> Report:
-    """A valid report, with figures that vary with the sequence number like a real board's."""
-    start = datetime(2025, 3, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=sequence)
-    jitter = (sequence % 7) * 0.05
-    p50 = p50_ms + jitter
-    return Report.model_validate(
-        {
-            "schema": "edgekit.report/1",
-            "message_id": message_id or uuid.uuid4().hex,
-            "device_id": device_id,
-            "sequence": sequence,
-            "bundle_id": bundle.bundle_id,
-            "bundle_digest": bundle.digest,
-            "profile": bundle.profile,
-            "artifact": "model.tflite",
-            "format": "tflite",
-            "backend": "litert",
-            "backend_version": "1.2.0",
-            "threads": 4,
-            "started_at": start.isoformat(),
-            "finished_at": (start + timedelta(seconds=30)).isoformat(),
-            "latency": {
-                "count": 200,
-                "mean_ms": p50 * 1.05,
-                "std_ms": 0.2,
-                "min_ms": p50 * 0.9,
-                "p50_ms": p50,
-                "p90_ms": p50 * 1.2,
-                "p99_ms": p50 * 1.6,
-                "max_ms": p50 * 2.0,
-                "init_ms": 40.0,
-                "first_ms": p50 * 3,
-            },
-            "accuracy": None
-            if accuracy is None
-            else {"metric": "top1", "value": accuracy, "samples": 200},
-            "peak_rss_mb": 48.5,
-            "build": {
-                "est_latency_ms": bundle.est_latency_ms,
-                "metric": "top1",
-                "fp32": bundle.fp32,
-                "quantized": bundle.quantized,
-                "model_bytes": bundle.model_bytes,
-            },
-            "host": {
-                "hostname": device_id,
-                "machine": "aarch64",
-                "system": "Linux",
-                "python": "3.11.2",
-                "cpu_count": 4,
-            },
-        }
-    )
 
 
 # -- Mosquitto -------------------------------------------------------------------------------
@@ -276,11 +186,6 @@ def publish_all(
     finally:
         client.disconnect()
         client.loop_stop()
-
-
-def report_message(report: Report, *, prefix: str = "edgekit/v1") -> tuple[str, bytes]:
-    """(topic, payload) as the device publishes it."""
-    return f"{prefix}/{report.device_id}/report", report.to_json()
 
 
 def wait_until(predicate, *, timeout_s: float = 30.0, what: str = "condition") -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fixtures_collector import make_report
+from report_factory import make_report
 
 from edgekit.collector.intake import AcceptedReport, Rejection, StatusUpdate, classify
 from edgekit.schema import MAX_REPORT_BYTES, utc_now

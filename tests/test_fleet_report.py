@@ -8,7 +8,7 @@ import json
 import re
 
 import pytest
-from fixtures_collector import BUNDLES, make_report
+from report_factory import BUNDLES, make_report
 
 from edgekit.collector import Store
 from edgekit.fleet_report import fleet_figures, render

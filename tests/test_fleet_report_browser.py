@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_collector import BUNDLES, make_report
+from report_factory import BUNDLES, make_report
 
 from edgekit.collector import Store
 from edgekit.fleet_report import fleet_figures, write_report
