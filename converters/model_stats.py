@@ -55,6 +55,9 @@ class ModelStats:
     params: int
     arena_bytes: int  # largest working set of one op: a lower bound of the activation arena
     weights: tuple[WeightInfo, ...] = ()
+    # Ops whose MACs cannot be read from the artifact (loops, subgraphs, custom ops): with any of
+    # them, ``macs`` is a lower bound and a latency estimate from it would be a guess.
+    uncounted_ops: tuple[str, ...] = ()
 
     @property
     def weight_sparsity(self) -> float:

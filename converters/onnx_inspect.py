@@ -26,6 +26,10 @@ _CONVERSION = CONVERSIONS
 _INTEGER_OPS = {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul"}
 _WEIGHTED = {"Conv", "ConvInteger", "QLinearConv", "Gemm", "MatMul", "MatMulInteger",
              "ConvTranspose"}  # fmt: skip
+# Recurrent ops: every weight matrix is applied once per time step.
+_RECURRENT = {"LSTM", "GRU", "RNN"}
+# Ops that run subgraphs or whose cost the graph does not state: MACs unknown.
+_UNCOUNTED = {"Loop", "Scan", "If", "Einsum"}
 _FLOAT = {1: "float32", 10: "float16", 11: "float64"}
 _ITEMSIZE = {1: 4, 10: 2, 11: 8, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 9: 1}
 
@@ -102,7 +106,14 @@ def inspect_onnx(content: bytes, *, optimization: str = "all") -> ModelStats:
                     params += int(constants[weight_source(node.input[2])].size)
         live = [n for n in (*node.input, *node.output) if n and n not in constants]
         arena = max(arena, sum(_nbytes(shapes.get(n), types.get(n)) for n in live))
-    return ModelStats(ops=tuple(ops), params=params, arena_bytes=arena, weights=tuple(weights))
+    uncounted = tuple(sorted({n.op_type for n in graph.node if n.op_type in _UNCOUNTED}))
+    return ModelStats(
+        ops=tuple(ops),
+        params=params,
+        arena_bytes=arena,
+        weights=tuple(weights),
+        uncounted_ops=uncounted,
+    )
 
 
 def _value_infos(graph: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
@@ -152,6 +163,8 @@ def _precision(
 
 def _macs(node: Any, shapes: dict[str, tuple[int, ...]]) -> int:
     op = node.op_type
+    if op in _RECURRENT:
+        return _recurrent_macs(node, shapes)
     out = shapes.get(node.output[0]) if node.output else None
     if not out or op not in _WEIGHTED:
         return 0
@@ -170,6 +183,20 @@ def _macs(node: Any, shapes: dict[str, tuple[int, ...]]) -> int:
         return int(np.prod(out)) * int(k)
     # MatMul / MatMulInteger: (..., M, K) x (K, N)
     return int(np.prod(out)) * int(weight[-2] if len(weight) >= 2 else weight[0])
+
+
+def _recurrent_macs(node: Any, shapes: dict[str, tuple[int, ...]]) -> int:
+    """LSTM/GRU/RNN: W (dirs, gates*hidden, input) and R (dirs, gates*hidden, hidden) are each
+    applied once per time step of X ((seq, batch, input), or (batch, seq, input) with
+    layout=1); batch 1."""
+    x = shapes.get(node.input[0])
+    w = shapes.get(node.input[1]) if len(node.input) > 1 else None
+    r = shapes.get(node.input[2]) if len(node.input) > 2 else None
+    if not x or not w or not r or len(x) != 3:
+        return 0
+    batch_first = any(a.name == "layout" and a.i == 1 for a in node.attribute)
+    steps = x[1] if batch_first else x[0]
+    return int(steps) * (int(np.prod(w)) + int(np.prod(r)))
 
 
 def _nbytes(shape: tuple[int, ...] | None, elem_type: int | None) -> int:

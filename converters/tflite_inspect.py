@@ -17,6 +17,13 @@ from edgekit.errors import ConversionError
 _WEIGHTED_OPS = frozenset(
     {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D", "BATCH_MATMUL"}
 )
+# Recurrent ops apply each of their weight matrices once per time step.
+_RECURRENT_OPS = frozenset(
+    {"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "LSTM",
+     "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN", "RNN", "SVDF"}
+)  # fmt: skip
+# Ops that run other subgraphs (a GRU converted as a WHILE loop) or custom code: MACs unknown.
+_UNCOUNTED_OPS = frozenset({"WHILE", "IF", "CALL_ONCE", "CALL"})
 _CONVERSION_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 _DTYPES = {
     "FLOAT32": "float32",
@@ -80,17 +87,25 @@ def inspect_tflite(content: bytes) -> ModelStats:
                             zeros=int(np.count_nonzero(data == 0)),
                         )
                     )
+        macs = _macs(name, inputs, outputs, shapes)
+        if name in _RECURRENT_OPS:
+            macs = _recurrent_macs(inputs, shapes, constant)
         ops.append(
-            OpInfo(
-                op=name,
-                precision=_precision(name, [dtypes[t] for t in outputs]),
-                macs=_macs(name, inputs, outputs, shapes),
-            )
+            OpInfo(op=name, precision=_precision(name, [dtypes[t] for t in outputs]), macs=macs)
         )
         live = [t for t in inputs + outputs if not constant[t]]
         arena = max(arena, sum(_nbytes(shapes[t], dtypes[t]) for t in live))
     params = sum(int(np.prod(shapes[t])) for t in weight_tensors if constant[t])
-    return ModelStats(ops=tuple(ops), params=params, arena_bytes=arena, weights=tuple(kernels))
+    uncounted = sorted(
+        {op.op for op in ops if op.op in _UNCOUNTED_OPS or op.op.startswith("CUSTOM")}
+    )
+    return ModelStats(
+        ops=tuple(ops),
+        params=params,
+        arena_bytes=arena,
+        weights=tuple(kernels),
+        uncounted_ops=tuple(uncounted),
+    )
 
 
 def _tensor_data(content: bytes, buffer: Any, dtype: str) -> np.ndarray:
@@ -143,6 +158,16 @@ def _macs(op: str, inputs: list[int], outputs: list[int], shapes: list[tuple[int
         lhs = shapes[inputs[0]]
         return int(np.prod(out)) * (lhs[-1] if lhs else 0)
     return 0
+
+
+def _recurrent_macs(inputs: list[int], shapes: list[tuple[int, ...]], constant: list[bool]) -> int:
+    """Every constant weight matrix (input, recurrent, projection; 2-D) times the time steps:
+    the input is (batch, time, features) or (time, batch, features), batch 1."""
+    if not inputs or len(shapes[inputs[0]]) != 3:
+        return 0
+    steps = int(np.prod(shapes[inputs[0]][:-1]))
+    matrices = [t for t in inputs[1:] if constant[t] and len(shapes[t]) == 2]
+    return steps * sum(int(np.prod(shapes[t])) for t in matrices)
 
 
 def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
