@@ -147,9 +147,10 @@ class RuntimeIndex:
         """The node that runs ``node``, or None when it was folded away.
 
         ORT names a node it creates from a fusion after the node it replaces, plus
-        ``_token_<n>`` (QLinearConv ``Conv.24_token_137`` for ``Conv.24``); a node that survives
-        keeps its name. Failing both, a node fused into its consumer (a Relu into the Conv
-        before it) is found by following its outputs to the first tensor that still exists.
+        ``_token_<n>`` (QLinearConv ``Conv.24_token_137`` for ``Conv.24``), or after its output
+        tensor plus ``_nchwc`` (the NCHWc layout pass); a node that survives keeps its name.
+        Failing these, a node fused into another (a Relu into the Conv before it) is found by
+        following its outputs to the first tensor that still exists.
         """
         name = node.name
         if name:
@@ -159,6 +160,9 @@ class RuntimeIndex:
             for candidate, runtime in self._by_name.items():
                 if candidate.startswith(prefix):
                     return runtime
+        for out in node.output:  # the NCHWc layout pass names its nodes after the output
+            if out and f"{out}_nchwc" in self._by_name:
+                return self._by_name[f"{out}_nchwc"]
         for tensor in _forward(node, consumers):
             if tensor in self.by_tensor:
                 return self.by_tensor[tensor]

@@ -1,0 +1,145 @@
+"""Which ops of a QDQ model are slower in int8 than in float, from ONNX Runtime's own profiler.
+
+The latency-aware fallback: an op pays, in int8, for its kernel plus the DequantizeLinear nodes
+that feed it and the QuantizeLinear nodes after it. Where ORT has no integer kernel for it, or the
+integer kernel is slow (some depthwise convolutions), that sum exceeds what the same op costs in
+the fp32 model, and keeping it float is faster. Both models are profiled on the same input, per
+node of the graph ORT really runs; each node is traced back to the op of the model it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit._optional import require
+from edgekit.converters._errors import first_line
+from edgekit.converters.model_stats import DATA_MOVEMENT_OPS
+from edgekit.converters.onnx_runtime_graph import RuntimeIndex, optimized_graph
+from edgekit.errors import ConversionError
+
+# An op moves to float only when int8 costs clearly more: per-node profiler times jitter by a
+# few microseconds, and the mixed candidate is measured as a whole before it can be chosen.
+SLOWER_BY = 1.10
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One op of the source model: what it costs per inference in each precision, in µs."""
+
+    node: str
+    op: str
+    float_us: float
+    int8_us: float  # its kernel plus the Q/DQ nodes around it in the int8 model
+    int8_kernel: str  # what ORT runs it as in the int8 model (QLinearConv, Conv, ...)
+
+    @property
+    def slower_in_int8(self) -> bool:
+        """True when keeping this op float should save time."""
+        return self.int8_us > self.float_us * SLOWER_BY
+
+
+def kernel_times(content: bytes, feed: dict[str, np.ndarray], *, threads: int, runs: int = 30) -> (
+    dict[str, float]
+):  # fmt: skip
+    """Median time per node of the optimized graph over ``runs`` inferences, in µs."""
+    ort = require("onnxruntime", extra="build")
+    with tempfile.TemporaryDirectory(prefix="edgekit-ort-prof-") as tmp:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(content, options, providers=["CPUExecutionProvider"])
+            for _ in range(runs + 1):  # the first, cold run is dropped below
+                session.run(None, feed)
+            events = json.loads(Path(session.end_profiling()).read_text())
+        except Exception as exc:
+            raise ConversionError(f"profiling the ONNX model failed: {first_line(exc)}") from exc
+    per_node: dict[str, list[float]] = defaultdict(list)
+    for event in events:
+        name = event.get("name", "")
+        if event.get("cat") == "Node" and name.endswith("_kernel_time"):
+            per_node[name.removesuffix("_kernel_time")].append(float(event["dur"]))
+    return {node: float(np.median(times[1:] or times)) for node, times in per_node.items()}
+
+
+def op_costs(
+    source: Any,
+    fp32: bytes,
+    int8: bytes,
+    feed: dict[str, np.ndarray],
+    *,
+    threads: int,
+    runs: int = 30,
+) -> tuple[OpCost, ...]:
+    """Cost of every compute op of ``source`` (the fp32 ModelProto both models came from, with
+    named nodes) in the fp32 and the int8 model, profiled on ``feed``."""
+    float_times = kernel_times(fp32, feed, threads=threads, runs=runs)
+    int8_times = kernel_times(int8, feed, threads=threads, runs=runs)
+    float_graph, int8_graph = optimized_graph(fp32), optimized_graph(int8)
+    float_index, int8_index = RuntimeIndex(float_graph), RuntimeIndex(int8_graph)
+    conversions = _conversions_around(int8_graph.graph)
+    consumers = _consumers(source.graph)
+    costs = []
+    for node in source.graph.node:
+        if node.op_type in DATA_MOVEMENT_OPS or node.op_type == "Constant" or not node.name:
+            continue
+        in_float = float_index.node_of(node, consumers)
+        in_int8 = int8_index.node_of(node, consumers)
+        if in_float is None or in_int8 is None or in_int8.name not in int8_times:
+            continue
+        around = sum(int8_times.get(c, 0.0) for c in conversions.get(in_int8.name, ()))
+        costs.append(
+            OpCost(
+                node=node.name,
+                op=node.op_type,
+                float_us=float_times.get(in_float.name, 0.0),
+                int8_us=int8_times[in_int8.name] + around,
+                int8_kernel=in_int8.op,
+            )
+        )
+    return tuple(costs)
+
+
+def slower_in_int8(costs: Sequence[OpCost]) -> tuple[str, ...]:
+    """Names of the ops to keep float, in graph order."""
+    return tuple(c.node for c in costs if c.slower_in_int8)
+
+
+def _consumers(graph: Any) -> dict[str, list[Any]]:
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
+def _conversions_around(graph: Any) -> dict[str, tuple[str, ...]]:
+    """Optimized node -> the DequantizeLinear nodes feeding it and QuantizeLinear nodes after it."""
+    producer = {out: node for node in graph.node for out in node.output if out}
+    consumers = _consumers(graph)
+    around: dict[str, tuple[str, ...]] = {}
+    for node in graph.node:
+        feeding = [
+            producer[i].name
+            for i in node.input
+            if i in producer and producer[i].op_type == "DequantizeLinear"
+        ]
+        after = [
+            c.name
+            for o in node.output
+            for c in consumers.get(o, ())
+            if c.op_type == "QuantizeLinear"
+        ]
+        around[node.name] = tuple(feeding + after)
+    return around
