@@ -21,7 +21,6 @@ Three measurements, each against a Mosquitto of its own on a free port on 127.0.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing as mp
 import selectors
@@ -34,18 +33,18 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the report factory
 
 import paho.mqtt.client as mqtt
 from _harness import machine
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from report_factory import make_report
 
 from edgekit.collector import BrokerUrl, Collector, CollectorSettings, Store
-from edgekit.schema import Report
 
 PREFIX = "edgekit/v1"
 
@@ -91,53 +90,8 @@ class Mosquitto:
 
 
 def _template() -> dict:
-    start = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-    report = Report.model_validate(
-        {
-            "message_id": "x" * 32,
-            "device_id": "dev",
-            "sequence": 0,
-            "bundle_id": "fashion-cnn-rpi4",
-            "bundle_digest": hashlib.sha256(b"fashion-cnn-rpi4").hexdigest(),
-            "profile": "rpi4",
-            "artifact": "model.tflite",
-            "format": "tflite",
-            "backend": "litert",
-            "backend_version": "1.2.0",
-            "threads": 4,
-            "started_at": start,
-            "finished_at": start + timedelta(seconds=30),
-            "latency": {
-                "count": 200,
-                "mean_ms": 3.1,
-                "std_ms": 0.2,
-                "min_ms": 2.8,
-                "p50_ms": 3.0,
-                "p90_ms": 3.4,
-                "p99_ms": 3.9,
-                "max_ms": 4.2,
-                "init_ms": 12.0,
-                "first_ms": 6.5,
-            },
-            "accuracy": {"metric": "top1", "value": 90.1, "samples": 200},
-            "peak_rss_mb": 48.5,
-            "build": {
-                "est_latency_ms": 2.4,
-                "metric": "top1",
-                "fp32": 91.2,
-                "quantized": 90.6,
-                "model_bytes": 98304,
-            },
-            "host": {
-                "hostname": "dev",
-                "machine": "aarch64",
-                "system": "Linux",
-                "python": "3.11.2",
-                "cpu_count": 4,
-            },
-        }
-    )
-    return json.loads(report.to_json())
+    """A report as published, to copy with a new id, device and sequence per message."""
+    return json.loads(make_report("dev").to_json())
 
 
 def _payload(template: dict, device: str, sequence: int) -> tuple[str, bytes]:
