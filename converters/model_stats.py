@@ -25,6 +25,7 @@ class OpInfo:
     macs: int
     runs_as: str = ""  # the kernel that runs it where the runtime fuses ops (ONNX Runtime)
     node: str = ""  # that kernel's node name
+    depthwise: bool = False  # a depthwise convolution (its own throughput in estimates)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ def inspect_onnx(content: bytes, *, optimization: str = "all") -> ModelStats:
                     macs=_macs(node, shapes),
                     runs_as=ran.op if use and ran else node.op_type,
                     node=ran.name if use and ran else node.name,
+                    depthwise=_is_depthwise(node, shapes),
                 )
             )
         if node.op_type in _WEIGHTED and len(node.input) > 1:
@@ -183,6 +184,15 @@ def _macs(node: Any, shapes: dict[str, tuple[int, ...]]) -> int:
         return int(np.prod(out)) * int(k)
     # MatMul / MatMulInteger: (..., M, K) x (K, N)
     return int(np.prod(out)) * int(weight[-2] if len(weight) >= 2 else weight[0])
+
+
+def _is_depthwise(node: Any, shapes: dict[str, tuple[int, ...]]) -> bool:
+    """A grouped convolution with one input channel per group."""
+    if node.op_type not in ("Conv", "ConvInteger", "QLinearConv"):
+        return False
+    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+    weight = shapes.get(node.input[3 if node.op_type == "QLinearConv" else 1])
+    return group > 1 and weight is not None and len(weight) >= 2 and weight[1] == 1
 
 
 def _recurrent_macs(node: Any, shapes: dict[str, tuple[int, ...]]) -> int:

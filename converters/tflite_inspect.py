@@ -91,7 +91,12 @@ def inspect_tflite(content: bytes) -> ModelStats:
         if name in _RECURRENT_OPS:
             macs = _recurrent_macs(inputs, shapes, constant)
         ops.append(
-            OpInfo(op=name, precision=_precision(name, [dtypes[t] for t in outputs]), macs=macs)
+            OpInfo(
+                op=name,
+                precision=_precision(name, [dtypes[t] for t in outputs]),
+                macs=macs,
+                depthwise=name == "DEPTHWISE_CONV_2D",
+            )
         )
         live = [t for t in inputs + outputs if not constant[t]]
         arena = max(arena, sum(_nbytes(shapes[t], dtypes[t]) for t in live))

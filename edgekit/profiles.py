@@ -30,6 +30,7 @@ from edgekit.vocab import (
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
 
 
 @dataclass(config=_STRICT)
@@ -44,6 +45,25 @@ class Hardware:
     int8_gmacs: Positive
     fp32_gmacs: Positive
     accelerator: str = "none"
+    notes: str = ""
+
+
+@dataclass(config=_STRICT)
+class Throughput:
+    """How fast one runtime runs models on the board: the figures latency estimates use.
+
+    Sustained figures (what a CNN gets through that runtime), not peaks. A runtime without an
+    entry has no estimate: its latency is "unknown", never a pass.
+    """
+
+    # Multiply-accumulates per second in integer and float kernels, in G/s.
+    int8_gmacs: Positive
+    fp32_gmacs: Positive
+    # int8 depthwise convolutions usually get far less than dense ones; default: int8_gmacs.
+    int8_depthwise_gmacs: Positive | None = None
+    # Fixed cost of running one op (dispatch, small-tensor overheads), in microseconds: what
+    # dominates tiny models.
+    op_overhead_us: NonNegative = 0.0
     notes: str = ""
 
 
@@ -103,6 +123,8 @@ class DeviceProfile:
     build: Build
     runtime: Runtime
     budgets: Budgets
+    # Per runtime that can run this board's artifacts: [throughput.litert], [throughput.onnxruntime]
+    throughput: dict[BackendName, Throughput] = dataclasses.field(default_factory=dict)
     # Filled by the loader, not by the TOML file.
     source: str = ""
     digest: str = ""
@@ -168,7 +190,7 @@ def _describe(exc: ValidationError) -> str:
     """Turn pydantic's report into one line per problem, each naming the dotted key."""
     problems = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
+        key = ".".join(str(p) for p in err["loc"] if not isinstance(p, int) and p != "[key]")
         if err["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
             problems.append(f"unknown key {key!r}")
         elif err["type"] == "missing":

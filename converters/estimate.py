@@ -1,0 +1,83 @@
+"""Latency on the target, estimated from what an artifact runs and the profile's figures for the
+runtime that will run it there.
+
+Per op: MACs over the throughput of the precision the runtime really runs it in (int8 kernels,
+int8 depthwise convolutions, float kernels including those between Q/DQ pairs), plus a fixed cost
+per op, which is what decides tiny models. No figures for that runtime, or ops whose MACs the
+artifact does not state (loops, custom ops): the estimate is unknown, never a guess that passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgekit.converters.model_stats import ModelStats
+from edgekit.profiles import DeviceProfile, Throughput
+from edgekit.vocab import BackendName, ModelFormat
+
+_TFLITE_RUNTIMES = (BackendName.LITERT, BackendName.TFLITE_RUNTIME, BackendName.TFLITE_MICRO)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An estimated latency on the target, or why there is none."""
+
+    runtime: BackendName
+    ms: float | None
+    unknown_reason: str = ""
+
+    @property
+    def known(self) -> bool:
+        """True when there is a figure."""
+        return self.ms is not None
+
+
+@dataclass(frozen=True)
+class EstimateInputs:
+    """What an estimate is computed from (kept, so the fleet's measurements can refit it)."""
+
+    int8_macs: int
+    int8_depthwise_macs: int
+    float_macs: int
+    ops: int
+
+    @classmethod
+    def of(cls, stats: ModelStats) -> EstimateInputs:
+        """The figures of an artifact's op table."""
+        integer = [op for op in stats.ops if op.precision in ("int8", "int16")]
+        return cls(
+            int8_macs=sum(op.macs for op in integer if not op.depthwise),
+            int8_depthwise_macs=sum(op.macs for op in integer if op.depthwise),
+            float_macs=stats.float_macs,
+            ops=len(stats.ops),
+        )
+
+    def ms_with(self, figures: Throughput) -> float:
+        """The latency these figures predict, in ms."""
+        depthwise = figures.int8_depthwise_gmacs or figures.int8_gmacs
+        compute_s = (
+            self.int8_macs / (figures.int8_gmacs * 1e9)
+            + self.int8_depthwise_macs / (depthwise * 1e9)
+            + self.float_macs / (figures.fp32_gmacs * 1e9)
+        )
+        return compute_s * 1e3 + self.ops * figures.op_overhead_us / 1e3
+
+
+def board_runtime(profile: DeviceProfile, fmt: ModelFormat) -> BackendName:
+    """The runtime that runs an artifact of ``fmt`` on the profile's board."""
+    if fmt is ModelFormat.ONNX:
+        return BackendName.ONNXRUNTIME
+    backend = profile.runtime.backend
+    return backend if backend in _TFLITE_RUNTIMES else BackendName.LITERT
+
+
+def estimate_latency(stats: ModelStats, profile: DeviceProfile, fmt: ModelFormat) -> Estimate:
+    """The artifact's latency on the profile's board, from the figures of its runtime there."""
+    runtime = board_runtime(profile, fmt)
+    figures = profile.throughput.get(runtime)
+    if figures is None:
+        return Estimate(runtime, None, f"profile {profile.name} has no figures for {runtime}")
+    if stats.uncounted_ops:
+        ops = ", ".join(stats.uncounted_ops)
+        return Estimate(runtime, None, f"the MACs of {ops} cannot be read from the artifact")
+    return Estimate(runtime, EstimateInputs.of(stats).ms_with(figures))
