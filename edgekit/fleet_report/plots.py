@@ -31,99 +31,119 @@ def fleet_plots(figures: FleetFigures) -> list[Plot]:
     if not figures.device_bundles and not figures.devices:
         return []
     go = require("plotly.graph_objects", extra="collector", package="plotly")
-    plots = []
+    plots = (
+        _latency(go, figures),
+        _accuracy(go, figures),
+        _closed_loop(go, figures),
+        _model_size(go, figures),
+        _device_reports(go, figures),
+    )
+    return [plot for plot in plots if plot is not None]
+
+
+def _latency(go: Any, figures: FleetFigures) -> Plot | None:
     rows = figures.device_bundles
+    if not rows:
+        return None
     labels = [r.label for r in rows]
-    if rows:
-        latency = go.Figure(
-            [
-                go.Bar(name=name, x=labels, y=[getattr(r, attr) for r in rows])
-                for name, attr in (("p50", "p50_ms"), ("p90", "p90_ms"), ("p99", "p99_ms"))
-            ]
-        )
-        latency.update_layout(barmode="group", yaxis_title="ms (mean over report windows)")
-        plots.append(_plot(latency, "latency", "Latency percentiles per device and bundle"))
+    latency = go.Figure(
+        [
+            go.Bar(name=name, x=labels, y=[getattr(r, attr) for r in rows])
+            for name, attr in (("p50", "p50_ms"), ("p90", "p90_ms"), ("p99", "p99_ms"))
+        ]
+    )
+    latency.update_layout(barmode="group", yaxis_title="ms (mean over report windows)")
+    return _plot(latency, "latency", "Latency percentiles per device and bundle")
 
-        accurate = [r for r in rows if r.accuracy_on_device is not None]
-        if accurate:
-            names = [r.label for r in accurate]
-            accuracy = go.Figure(
-                [
-                    go.Bar(name="on device", x=names, y=[r.accuracy_on_device for r in accurate]),
-                    go.Bar(name="fp32 (build)", x=names, y=[r.accuracy_fp32 for r in accurate]),
-                    go.Bar(
-                        name="quantized (build)", x=names, y=[r.accuracy_build for r in accurate]
-                    ),
-                ]
-            )
-            metrics = sorted({r.accuracy_metric or "" for r in accurate})
-            values = [
-                v
-                for r in accurate
-                for v in (r.accuracy_on_device, r.accuracy_fp32, r.accuracy_build)
-                if v is not None
-            ]
-            # Differences of a point or two are the story; an axis from zero flattens them.
-            span = max(values) - min(values)
-            low, high = min(values) - max(span, 1.0), max(values) + max(span, 1.0) * 0.3
-            accuracy.update_layout(
-                barmode="group", yaxis_title=" / ".join(metrics), yaxis_range=[low, high]
-            )
-            plots.append(_plot(accuracy, "accuracy", "Accuracy on device vs fp32 and build"))
 
-        loop = go.Figure()
-        for profile in figures.profiles:
-            mine = [r for r in rows if r.profile == profile.profile]
-            loop.add_trace(
-                go.Scatter(
-                    name=profile.profile,
-                    mode="markers",
-                    x=[r.est_latency_ms for r in mine],
-                    y=[r.p50_ms for r in mine],
-                    text=[r.label for r in mine],
-                    marker={"size": 11},
-                )
-            )
-        top = max(max(r.est_latency_ms, r.p50_ms) for r in rows) * 1.1
+def _accuracy(go: Any, figures: FleetFigures) -> Plot | None:
+    accurate = [r for r in figures.device_bundles if r.accuracy_on_device is not None]
+    if not accurate:
+        return None
+    names = [r.label for r in accurate]
+    accuracy = go.Figure(
+        [
+            go.Bar(name="on device", x=names, y=[r.accuracy_on_device for r in accurate]),
+            go.Bar(name="fp32 (build)", x=names, y=[r.accuracy_fp32 for r in accurate]),
+            go.Bar(name="quantized (build)", x=names, y=[r.accuracy_build for r in accurate]),
+        ]
+    )
+    metrics = sorted({r.accuracy_metric or "" for r in accurate})
+    values = [
+        v
+        for r in accurate
+        for v in (r.accuracy_on_device, r.accuracy_fp32, r.accuracy_build)
+        if v is not None
+    ]
+    # Differences of a point or two are the story; an axis from zero flattens them.
+    span = max(values) - min(values)
+    low, high = min(values) - max(span, 1.0), max(values) + max(span, 1.0) * 0.3
+    accuracy.update_layout(
+        barmode="group", yaxis_title=" / ".join(metrics), yaxis_range=[low, high]
+    )
+    return _plot(accuracy, "accuracy", "Accuracy on device vs fp32 and build")
+
+
+def _closed_loop(go: Any, figures: FleetFigures) -> Plot | None:
+    rows = figures.device_bundles
+    if not rows:
+        return None
+    loop = go.Figure()
+    for profile in figures.profiles:
+        mine = [r for r in rows if r.profile == profile.profile]
         loop.add_trace(
             go.Scatter(
-                name="measured = estimated",
-                mode="lines",
-                x=[0, top],
-                y=[0, top],
-                line={"dash": "dot", "color": "grey"},
+                name=profile.profile,
+                mode="markers",
+                x=[r.est_latency_ms for r in mine],
+                y=[r.p50_ms for r in mine],
+                text=[r.label for r in mine],
+                marker={"size": 11},
             )
         )
-        loop.update_layout(
-            xaxis_title="estimated at build (ms)", yaxis_title="measured p50 on device (ms)"
+    top = max(max(r.est_latency_ms, r.p50_ms) for r in rows) * 1.1
+    loop.add_trace(
+        go.Scatter(
+            name="measured = estimated",
+            mode="lines",
+            x=[0, top],
+            y=[0, top],
+            line={"dash": "dot", "color": "grey"},
         )
-        plots.append(_plot(loop, "closed-loop", "Estimated vs measured latency per profile"))
+    )
+    loop.update_layout(
+        xaxis_title="estimated at build (ms)", yaxis_title="measured p50 on device (ms)"
+    )
+    return _plot(loop, "closed-loop", "Estimated vs measured latency per profile")
 
-    if figures.bundles:
-        size = go.Figure(
-            go.Bar(
-                x=[f"{b.bundle_id} ({b.profile})" for b in figures.bundles],
-                y=[b.model_bytes / 1024 for b in figures.bundles],
-            )
-        )
-        size.update_layout(yaxis_title="KiB")
-        plots.append(_plot(size, "size", "Model size per bundle"))
 
-    if figures.devices:
-        colors = {"online": "#2ca02c", "offline": "#d62728"}
-        counts = go.Figure(
-            go.Bar(
-                x=[d.device_id for d in figures.devices],
-                y=[d.reports for d in figures.devices],
-                marker={
-                    "color": [colors.get(d.last_status or "", "#7f7f7f") for d in figures.devices]
-                },
-                text=[d.last_status or "unknown" for d in figures.devices],
-            )
+def _model_size(go: Any, figures: FleetFigures) -> Plot | None:
+    if not figures.bundles:
+        return None
+    size = go.Figure(
+        go.Bar(
+            x=[f"{b.bundle_id} ({b.profile})" for b in figures.bundles],
+            y=[b.model_bytes / 1024 for b in figures.bundles],
         )
-        counts.update_layout(yaxis_title="reports stored")
-        plots.append(_plot(counts, "devices", "Reports per device (colour: last status)"))
-    return plots
+    )
+    size.update_layout(yaxis_title="KiB")
+    return _plot(size, "size", "Model size per bundle")
+
+
+def _device_reports(go: Any, figures: FleetFigures) -> Plot | None:
+    if not figures.devices:
+        return None
+    colors = {"online": "#2ca02c", "offline": "#d62728"}
+    counts = go.Figure(
+        go.Bar(
+            x=[d.device_id for d in figures.devices],
+            y=[d.reports for d in figures.devices],
+            marker={"color": [colors.get(d.last_status or "", "#7f7f7f") for d in figures.devices]},
+            text=[d.last_status or "unknown" for d in figures.devices],
+        )
+    )
+    counts.update_layout(yaxis_title="reports stored")
+    return _plot(counts, "devices", "Reports per device (colour: last status)")
 
 
 def _plot(figure: Any, plot_id: str, title: str) -> Plot:
