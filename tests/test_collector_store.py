@@ -20,6 +20,7 @@ from edgekit.collector.rows import (
     host_values,
     rejected_row,
     report_row,
+    sqlite_time,
     status_row,
 )
 from edgekit.collector.tables import (
@@ -385,3 +386,21 @@ def test_every_figure_is_stored_under_its_own_column(store_url, how):
     assert stored == EXPECTED_REPORT_ROW
     assert _stored(store_url, Bundle) == EXPECTED_BUNDLE_ROW
     assert _stored(store_url, Device) == EXPECTED_DEVICE_ROW
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
+        datetime(2025, 3, 1, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        parse_report(json.dumps(DISTINCT_PAYLOAD).encode()).started_at,  # pydantic's own tzinfo
+    ],
+)
+def test_the_fast_path_writes_timestamps_as_sqlalchemy_does(when):
+    """SQLite compares and orders these as text (max(received_at)): both writers must agree."""
+    from sqlalchemy.dialects import sqlite
+
+    write = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    assert write is not None
+    assert sqlite_time(when) == write(when.astimezone(UTC).replace(tzinfo=None))
