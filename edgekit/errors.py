@@ -2,6 +2,7 @@
 
     EdgekitError                      every error edgekit raises on purpose
     ├── MissingDependencyError        an optional package (an extra) is not installed
+    ├── ConfigError                   a setting (flag, EDGEKIT_* variable, config file) is invalid
     ├── ProfileError                  unknown profile, bad TOML, unknown or mistyped key
     ├── DataError                     calibration or eval data missing, empty or not fitting
     ├── ConversionError               a model cannot be loaded, converted or quantized
@@ -9,7 +10,12 @@
     │   └── BundleIntegrityError      a file's digest does not match the manifest
     ├── RuntimeBackendError           an interpreter cannot load or run a model
     ├── PayloadError                  an MQTT payload or topic is not a valid report
-    ├── ReporterError                 MQTT reporting failed
+    ├── MqttError                     talking to an MQTT broker failed
+    │   ├── MqttConfigError           a broker URL, session option or TLS file is unusable
+    │   │                             (also a ConfigError)
+    │   ├── ReporterError             the board's reporter cannot connect or publish
+    │   └── CollectorError            the collector cannot connect, subscribe or keep running
+    ├── OutboxError                   the board's outbox file cannot be opened, read or written
     └── StoreError                    the collector's database failed
 
 Library errors (TensorFlow, ONNX Runtime, paho, SQLAlchemy) are translated where edgekit calls them,
@@ -25,6 +31,10 @@ class EdgekitError(Exception):
 
 class MissingDependencyError(EdgekitError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class ConfigError(EdgekitError):
+    """A setting is invalid; the message names the setting and where it came from."""
 
 
 class ProfileError(EdgekitError):
@@ -55,8 +65,28 @@ class PayloadError(EdgekitError):
     """A message payload or topic does not follow the wire schema."""
 
 
-class ReporterError(EdgekitError):
-    """Reporting over MQTT failed."""
+class MqttError(EdgekitError):
+    """Talking to an MQTT broker failed."""
+
+
+class MqttConfigError(MqttError, ConfigError):
+    """A broker URL, session option or TLS file cannot be used; ``setting`` names which."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class ReporterError(MqttError):
+    """The board's reporter cannot connect to the broker or publish."""
+
+
+class CollectorError(MqttError):
+    """The collector cannot connect, subscribe or keep running."""
+
+
+class OutboxError(EdgekitError):
+    """The board's durable outbox cannot be opened, read or written."""
 
 
 class StoreError(EdgekitError):

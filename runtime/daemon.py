@@ -16,50 +16,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import ConfigError
+from edgekit.runtime.daemon_settings import DaemonSettings
 from edgekit.runtime.measure import Measurement, measure, to_report
-from edgekit.runtime.outbox import DEFAULT_MAX_BYTES, Outbox
-from edgekit.runtime.reporter import BrokerSettings, Reporter
+from edgekit.runtime.outbox import Outbox
+from edgekit.runtime.reporter import Reporter
 from edgekit.runtime.session import DeviceSession
 from edgekit.runtime.watch import WatchedFolder
-from edgekit.vocab import PixelRange
 
 # How often the watched folder is looked at between windows.
 WATCH_POLL_S = 0.5
-
-
-@dataclass(frozen=True)
-class DaemonSettings:
-    """Everything the daemon needs; the CLI builds it from flags, config file and environment."""
-
-    bundle: Path
-    broker: BrokerSettings
-    device_id: str
-    outbox: Path
-    interval_s: float = 60.0
-    window_runs: int = 100
-    warmup: int = 10
-    reports: int | None = None  # stop after this many (cron-style use, tests)
-    backend: str | None = None
-    threads: int | None = None
-    watch: Path | None = None
-    watch_out: Path | None = None
-    pixel_range: PixelRange = PixelRange.UNIT
-    outbox_max_bytes: int = DEFAULT_MAX_BYTES
-    flush_timeout_s: float = 10.0
-    trust_key: Path | None = None  # load only a bundle signed by this public key
-
-    def __post_init__(self) -> None:
-        if self.interval_s < 0:
-            raise EdgekitError(f"interval must be >= 0 seconds, got {self.interval_s:g}")
-        if self.window_runs < 1:
-            raise EdgekitError(f"window must be at least 1 run, got {self.window_runs}")
-        if self.reports is not None and self.reports < 1:
-            raise EdgekitError(f"reports must be at least 1, got {self.reports}")
 
 
 class Daemon:
@@ -81,6 +49,8 @@ class Daemon:
     def run(self) -> int:
         """Run until stopped; return the number of reports produced."""
         s = self.settings
+        if s.outbox is None:
+            raise ConfigError("no outbox file: set 'outbox' (resolve_settings fills in a default)")
         session = DeviceSession.open(
             s.bundle, backend=s.backend, threads=s.threads, trust_key=s.trust_key
         )
@@ -96,7 +66,7 @@ class Daemon:
                 self._say(f"outbox was damaged; kept it as {outbox.recovered_from}, started afresh")
             if len(outbox):
                 self._say(f"{len(outbox)} report(s) from an earlier run wait in the outbox")
-            with Reporter(s.broker, outbox, device_id=s.device_id) as reporter:
+            with Reporter(s.broker_settings, outbox, device_id=s.device_id) as reporter:
                 self._loop(session, outbox, reporter, watched)
                 self._finish(outbox, reporter)
         return self.produced
@@ -116,7 +86,7 @@ class Daemon:
             if watched is not None:
                 extra.extend(watched.poll())
             measurement = measure(
-                session, runs=s.window_runs, warmup=s.warmup, include_init=self.produced == 0,
+                session, runs=s.window, warmup=s.warmup, include_init=self.produced == 0,
                 extra_ms=extra,
             )  # fmt: skip
             workload = 0 if watched is None else watched.processed - processed_before
@@ -137,7 +107,7 @@ class Daemon:
             was_connected = self._announce(reporter, was_connected)
             if s.reports is not None and self.produced >= s.reports:
                 break
-            deadline = time.monotonic() + s.interval_s
+            deadline = time.monotonic() + s.interval
             while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
                 self._stop.wait(min(left, WATCH_POLL_S if watched else left))
                 if watched is not None:
@@ -158,7 +128,7 @@ class Daemon:
         pending = len(outbox)
         if pending and not self._abandon.is_set():
             # Also while disconnected: the reporter resends everything when it reconnects.
-            pending = reporter.flush(s.flush_timeout_s)
+            pending = reporter.flush(s.flush_timeout)
         if pending:
             self._say(f"{pending} report(s) stay in the outbox {s.outbox} for the next start")
         self._say(f"stopping after {self.produced} report(s)")

@@ -17,7 +17,7 @@ Policies:
   ``-wal``/``-shm`` companions are moved aside to ``<name>.corrupt-<UTC timestamp>``, a fresh
   empty outbox is created, and :attr:`Outbox.recovered_from` names the kept file so the caller
   can warn once. Nothing is raised. Other failures (permissions, a full disk, a locked file) are
-  not corruption and raise :class:`~edgekit.errors.ReporterError`.
+  not corruption and raise :class:`~edgekit.errors.OutboxError`.
 - A put of a message id already present is ignored (idempotent), so a retry after a crash
   between put and publish cannot duplicate a report.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from edgekit.errors import ReporterError
+from edgekit.errors import OutboxError
 
 DEFAULT_MAX_MESSAGES = 10_000
 # ~2 KB per report: the message bound is reached long before this one in normal use.
@@ -70,9 +70,9 @@ class Outbox:
         max_messages: int = DEFAULT_MAX_MESSAGES,
     ) -> None:
         if max_messages < 1:
-            raise ReporterError(f"outbox max_messages must be at least 1, not {max_messages}")
+            raise OutboxError(f"outbox max_messages must be at least 1, not {max_messages}")
         if max_bytes < 1:
-            raise ReporterError(f"outbox max_bytes must be at least 1, not {max_bytes}")
+            raise OutboxError(f"outbox max_bytes must be at least 1, not {max_bytes}")
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.max_messages = max_messages
@@ -85,7 +85,7 @@ class Outbox:
         except (sqlite3.DatabaseError, _DamagedError) as exc:
             if not _is_corruption(exc):
                 db.close()
-                raise ReporterError(f"cannot open outbox {self.path}: {exc}") from exc
+                raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
             try:
                 # Moved while still open: closing the last connection makes SQLite delete the
                 # WAL by name, and it belongs to the evidence.
@@ -97,7 +97,7 @@ class Outbox:
                 _prepare(db)
             except (sqlite3.Error, _DamagedError) as again:
                 db.close()
-                raise ReporterError(f"cannot create outbox {self.path}: {again}") from again
+                raise OutboxError(f"cannot create outbox {self.path}: {again}") from again
         self._db = db
         self._count, self._bytes = self._run(
             lambda: self._db.execute(
@@ -114,7 +114,7 @@ class Outbox:
                 self.path, timeout=5.0, isolation_level=None, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as exc:
-            raise ReporterError(f"cannot open outbox {self.path}: {exc}") from exc
+            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
 
     def _move_aside(self) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -131,7 +131,7 @@ class Outbox:
                     companion.rename(target.with_name(target.name + suffix))
             self.path.rename(target)
         except OSError as exc:
-            raise ReporterError(
+            raise OutboxError(
                 f"outbox {self.path} is damaged and cannot be moved aside: {exc}"
             ) from exc
         return target
@@ -176,11 +176,11 @@ class Outbox:
     def _check(self, message_id: str, topic: str, payload: bytes) -> int:
         size = len(topic.encode()) + len(payload)
         if not message_id:
-            raise ReporterError("outbox message id must not be empty")
+            raise OutboxError("outbox message id must not be empty")
         if not topic or any(c in topic for c in "+#\0"):
-            raise ReporterError(f"{topic!r} is not an MQTT topic to publish on")
+            raise OutboxError(f"{topic!r} is not an MQTT topic to publish on")
         if size > self.max_bytes:
-            raise ReporterError(
+            raise OutboxError(
                 f"report {message_id} of {size} bytes exceeds the outbox limit of "
                 f"{self.max_bytes} bytes"
             )
@@ -201,7 +201,7 @@ class Outbox:
             self._check(message_id, topic, payload)
             inserted, count, total = self._insert(message_id, topic, bytes(payload))
             if not inserted:
-                raise ReporterError(f"report {message_id} is already in the outbox")
+                raise OutboxError(f"report {message_id} is already in the outbox")
             self._db.execute("UPDATE counters SET value = value + 1 WHERE name = 'sequence'")
         self._count, self._bytes = count, total
         return sequence, message_id
@@ -272,7 +272,7 @@ class Outbox:
         return True
 
     def close(self) -> None:
-        """Close the file; further calls raise ReporterError."""
+        """Close the file; further calls raise OutboxError."""
         with self._lock:
             self._db.close()
 
@@ -294,7 +294,7 @@ class Outbox:
         try:
             return operation()
         except sqlite3.Error as exc:
-            raise ReporterError(f"outbox {self.path}: {exc}") from exc
+            raise OutboxError(f"outbox {self.path}: {exc}") from exc
 
 
 class _DamagedError(Exception):

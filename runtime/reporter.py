@@ -1,14 +1,15 @@
 """The device's MQTT reporter: publishes what the outbox holds and forgets it on PUBACK.
 
-    with Reporter(BrokerSettings.from_url(url, client_id=...), outbox, device_id=...) as reporter:
+    settings = BrokerSettings.from_url(url, session=SessionOptions(client_id="edgekit-pi-01"))
+    with Reporter(settings, outbox, device_id="pi-01") as reporter:
         outbox.put(report.message_id, reporter.report_topic, report.to_json())
         reporter.publish_report(report)
         reporter.flush(timeout=5.0)
 
-The paho-mqtt client is private. MQTT v5 with a fixed client id, ``clean_start=False`` and a
-session expiry interval, so the broker keeps the session across reconnects; QoS 1 throughout.
-``<prefix>/<device_id>/status`` is retained: ``online`` is published on every connect and
-``offline`` is the Last Will (and is published on a clean close).
+The paho-mqtt client is private; it is made by :func:`edgekit.mqtt.create_client` from the
+shared settings. A persistent session under a fixed client id, so the broker keeps it across
+reconnects; QoS 1 throughout. ``<prefix>/<device_id>/status`` is retained: ``online`` is
+published on every connect and ``offline`` is the Last Will (and is published on a clean close).
 
 Connection policy:
 
@@ -28,20 +29,18 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import urllib.parse
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from edgekit._optional import require
-from edgekit.errors import ReporterError
-from edgekit.mqtt_tls import configure_tls
+from edgekit.errors import EdgekitError, ReporterError
+from edgekit.mqtt import BrokerSettings, Will, connect_kwargs, create_client
+from edgekit.mqtt.client import paho
+from edgekit.mqtt.reasons import fatal_refusal
+from edgekit.runtime.inflight import InFlight
 from edgekit.runtime.outbox import Entry, Outbox
 from edgekit.schema import (
-    DEFAULT_PREFIX,
     STATUS_OFFLINE,
     STATUS_ONLINE,
     DeviceId,
@@ -50,149 +49,9 @@ from edgekit.schema import (
     status_topic,
 )
 
-_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-# CONNACK reason codes (MQTT v5; paho maps v3.1.1 return codes onto them) after which retrying
-# with the same settings cannot succeed. Mosquitto answers a wrong password with 0x87.
-_FATAL_CONNACK = {
-    0x84: "unsupported protocol version",
-    0x85: "client identifier not valid",
-    0x86: "bad username or password",
-    0x87: "bad username or password (not authorized)",
-    0x8A: "this client is banned",
-    0x8C: "bad authentication method",
-}
 _DEVICE_ID = TypeAdapter(DeviceId)
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    """Where and how the reporter connects; build it with :meth:`from_url`."""
-
-    host: str
-    client_id: str
-    port: int = 1883
-    tls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    # TLS only: CA bundle to verify the broker (system CAs when None) and an optional client
-    # certificate with its key for brokers that authenticate devices by certificate.
-    ca_file: Path | None = None
-    certfile: Path | None = None
-    keyfile: Path | None = None
-    keepalive: int = 60
-    prefix: str = DEFAULT_PREFIX
-    # How long the broker keeps the session after the connection drops.
-    session_expiry: int = 7 * 24 * 3600
-    connect_timeout: float = 5.0
-    # Reconnect backoff doubles from min to max, in whole seconds (paho's granularity).
-    reconnect_min_delay: int = 1
-    reconnect_max_delay: int = 60
-    # "5" by default; "3.1.1" for brokers without MQTT 5 (amqtt, the embedded broker). The
-    # session is persistent either way (clean_session=False on 3.1.1).
-    mqtt_version: str = "5"
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.mqtt_version not in ("5", "3.1.1"):
-            problems.append(f"MQTT version {self.mqtt_version!r} is not 5 or 3.1.1")
-        if not self.host:
-            problems.append("no host")
-        if not 1 <= self.port <= 65535:
-            problems.append(f"port {self.port} is not between 1 and 65535")
-        if (
-            not self.client_id
-            or any(c in self.client_id for c in "/+#")
-            or (len(self.client_id.encode()) > 65535)
-        ):
-            problems.append(f"client id {self.client_id!r} must be non-empty without / + #")
-        if self.password is not None and self.username is None:
-            problems.append("a password without a username")
-        if not self.tls and (self.ca_file or self.certfile or self.keyfile):
-            problems.append("TLS files given for a plain mqtt:// broker (use mqtts://)")
-        if self.keyfile is not None and self.certfile is None:
-            problems.append("a client keyfile without its certfile")
-        if not 0 <= self.keepalive <= 65535:
-            problems.append(f"keepalive {self.keepalive} is not between 0 and 65535 seconds")
-        if (
-            not self.prefix
-            or self.prefix.startswith("/")
-            or self.prefix.endswith("/")
-            or any(c in self.prefix for c in "+#")
-        ):
-            problems.append(f"topic prefix {self.prefix!r} must not be empty, start or end with")
-            problems[-1] += " '/', or contain + or #"
-        if self.session_expiry < 0 or self.connect_timeout <= 0:
-            problems.append("session expiry must be >= 0 and connect timeout > 0")
-        if not 1 <= self.reconnect_min_delay <= self.reconnect_max_delay:
-            problems.append("reconnect delays must satisfy 1 <= min <= max")
-        if problems:
-            raise ReporterError(f"invalid broker settings for {self.url}: {'; '.join(problems)}")
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        client_id: str,
-        ca_file: str | Path | None = None,
-        certfile: str | Path | None = None,
-        keyfile: str | Path | None = None,
-        keepalive: int = 60,
-        prefix: str = DEFAULT_PREFIX,
-        session_expiry: int = 7 * 24 * 3600,
-        connect_timeout: float = 5.0,
-        reconnect_min_delay: int = 1,
-        reconnect_max_delay: int = 60,
-        mqtt_version: str = "5",
-    ) -> BrokerSettings:
-        """Parse ``mqtt://[user[:password]@]host[:port]`` or ``mqtts://...``."""
-        shown = _redact(url)
-        parts = urllib.parse.urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS:
-            raise ReporterError(
-                f"broker URL {shown!r} must start with mqtt:// or mqtts://"
-                + (f", not {parts.scheme}://" if parts.scheme else "")
-            )
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ReporterError(
-                f"broker URL {shown!r} must be scheme://[user[:password]@]host[:port] with no "
-                "path, query or fragment (TLS files are given as ca_file, certfile, keyfile)"
-            )
-        if not parts.hostname:
-            raise ReporterError(f"broker URL {shown!r} has no host")
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ReporterError(
-                f"broker URL {shown!r} has a bad port: {str(exc).removeprefix('Port ')}"
-            ) from exc
-        return cls(
-            host=parts.hostname,
-            port=port if port is not None else _DEFAULT_PORTS[scheme],
-            tls=scheme == "mqtts",
-            # mqtt://:pw@host has an empty user name: treated as none, so it is refused below.
-            username=urllib.parse.unquote(parts.username) if parts.username else None,
-            password=urllib.parse.unquote(parts.password) if parts.password is not None else None,
-            client_id=client_id,
-            ca_file=Path(ca_file) if ca_file is not None else None,
-            certfile=Path(certfile) if certfile is not None else None,
-            keyfile=Path(keyfile) if keyfile is not None else None,
-            keepalive=keepalive,
-            prefix=prefix,
-            session_expiry=session_expiry,
-            connect_timeout=connect_timeout,
-            reconnect_min_delay=reconnect_min_delay,
-            reconnect_max_delay=reconnect_max_delay,
-            mqtt_version=mqtt_version,
-        )
-
-    @property
-    def url(self) -> str:
-        """The broker's URL without the password, for messages."""
-        user = f"{urllib.parse.quote(self.username, safe='')}@" if self.username else ""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{host}:{self.port}"
+# The board's extra, named when paho-mqtt is missing.
+_EXTRA = "device"
 
 
 class Reporter:
@@ -208,18 +67,13 @@ class Reporter:
         self.settings = settings
         self.outbox = outbox
         self.device_id = device_id
-        self.report_topic = report_topic(device_id, settings.prefix)
+        prefix = settings.session.prefix
+        self.report_topic = report_topic(device_id, prefix)
         """The topic reports of this device go to; put them in the outbox with it."""
-        self.status_topic = status_topic(device_id, settings.prefix)
+        self.status_topic = status_topic(device_id, prefix)
         self._client: Any = None
         self._mqtt: ModuleType | None = None
-        # Guards the bookkeeping below; never held while calling paho, whose network thread
-        # holds paho's own lock while it runs on_publish (holding both would deadlock).
-        self._lock = threading.Lock()
-        self._in_flight: dict[int, str | None] = {}  # mid -> message id (None: a status)
-        self._in_flight_ids: set[str] = set()
-        # PUBACKs that arrived before publish() returned their mid to us: mid -> success.
-        self._early_acks: dict[int, bool] = {}
+        self._in_flight = InFlight()
         self._progress = threading.Condition()
         self._first_outcome = threading.Event()
         self._started = False
@@ -228,7 +82,8 @@ class Reporter:
         self._last_error: str | None = None
         self._first_connect_error: str | None = None
         self._fatal: ReporterError | None = None
-        self._callback_error: ReporterError | None = None
+        # Raised on paho's thread (an outbox write in a callback): handed to the next call.
+        self._callback_error: EdgekitError | None = None
 
     @property
     def connected(self) -> bool:
@@ -245,29 +100,30 @@ class Reporter:
             raise ReporterError("a Reporter runs once; make a new one to reconnect")
         self._started = True
         s = self.settings
-        mqtt = require("paho.mqtt.client", extra="device", package="paho-mqtt")
-        self._mqtt = mqtt
-        client = self._make_client(mqtt)
-        connect_args = self._connect_args(mqtt)
+        self._mqtt = paho(extra=_EXTRA)
+        client = self._make_client()
+        args = connect_kwargs(s, extra=_EXTRA)
+        host, port, url = s.address.host, s.address.port, s.url
         try:
             # One synchronous attempt, so the reason of a failure (refused, DNS, TLS) is known;
             # paho's reconnect loop does not report it.
-            client.connect(s.host, s.port, **connect_args)
+            client.connect(host, port, **args)
         except UnicodeError as exc:
-            raise ReporterError(f"broker host {s.host!r} is not a valid host name") from exc
+            raise ReporterError(f"broker host {host!r} is not a valid host name") from exc
         except OSError as exc:
             self._first_connect_error = str(exc) or type(exc).__name__
-            self._last_error = f"cannot connect to {s.url}: {self._first_connect_error}"
+            self._last_error = f"cannot connect to {url}: {self._first_connect_error}"
             self._first_outcome.set()
-            client.connect_async(s.host, s.port, **connect_args)
+            client.connect_async(host, port, **args)
         self._client = client
         client.loop_start()
-        self._first_outcome.wait(s.connect_timeout)
+        timeout = s.session.connect_timeout_s
+        self._first_outcome.wait(timeout)
         if self._fatal is not None:
-            self._stop(deadline=time.monotonic() + s.connect_timeout)
+            self._stop(deadline=time.monotonic() + timeout)
             raise self._fatal
         if not self._connected and self._last_error is None:
-            self._last_error = f"no answer from {s.url} within {s.connect_timeout:g} s"
+            self._last_error = f"no answer from {url} within {timeout:g} s"
         return self
 
     def __exit__(
@@ -351,46 +207,15 @@ class Reporter:
         if self._client is None:
             raise ReporterError("the reporter is not running; use it as `with Reporter(...)`")
 
-    def _make_client(self, mqtt: ModuleType) -> Any:
-        s = self.settings
-        if s.mqtt_version == "3.1.1":
-            client = mqtt.Client(
-                callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                client_id=s.client_id,
-                protocol=mqtt.MQTTv311,
-                clean_session=False,
-            )
-        else:
-            client = mqtt.Client(
-                callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                client_id=s.client_id,
-                protocol=mqtt.MQTTv5,
-            )
-        client.connect_timeout = s.connect_timeout
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            configure_tls(
-                client, where=s.url, ca_file=s.ca_file, certfile=s.certfile, keyfile=s.keyfile
-            )
-        client.will_set(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(s.reconnect_min_delay, s.reconnect_max_delay)
+    def _make_client(self) -> Any:
+        client = create_client(
+            self.settings, extra=_EXTRA, will=Will(self.status_topic, STATUS_OFFLINE)
+        )
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         return client
-
-    def _connect_args(self, mqtt: ModuleType) -> dict[str, Any]:
-        if self.settings.mqtt_version == "3.1.1":
-            return {"keepalive": self.settings.keepalive}
-        properties = mqtt.Properties(mqtt.PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self.settings.session_expiry
-        return {
-            "keepalive": self.settings.keepalive,
-            "clean_start": False,
-            "properties": properties,
-        }
 
     def _resend_pending(self) -> None:
         first_error: ReporterError | None = None
@@ -407,44 +232,32 @@ class Reporter:
 
     def _send(self, entry: Entry) -> bool:
         mqtt, client = self._mqtt, self._client
-        if mqtt is None or client is None:
+        if mqtt is None or client is None or not self._in_flight.reserve(entry.message_id):
             return False
-        with self._lock:
-            # Reserved before publishing, so a resend on reconnect and the caller's publish
-            # cannot both send it.
-            if entry.message_id in self._in_flight_ids:
-                return False
-            self._in_flight_ids.add(entry.message_id)
         try:
             info = client.publish(entry.topic, entry.payload, qos=1)
         except ValueError as exc:
-            with self._lock:
-                self._in_flight_ids.discard(entry.message_id)
+            self._in_flight.release(entry.message_id)
             raise ReporterError(f"cannot publish report {entry.message_id}: {exc}") from exc
         # NO_CONN: the connection dropped just now; paho keeps the message and resends it.
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            with self._lock:
-                self._in_flight_ids.discard(entry.message_id)
+            self._in_flight.release(entry.message_id)
             return False
         self._register(info.mid, entry.message_id)
         return True
 
     def _register(self, mid: int, message_id: str | None) -> None:
-        with self._lock:
-            acked = self._early_acks.pop(mid, None)
-            if acked is None:
-                self._in_flight[mid] = message_id
-                return
-        self._acknowledged(message_id, success=acked, reason="")
+        acked = self._in_flight.register(mid, message_id)
+        if acked is not None:
+            self._acknowledged(message_id, success=acked, reason="")
 
     def _acknowledged(self, message_id: str | None, *, success: bool, reason: str) -> None:
         if message_id is not None:
-            with self._lock:
-                self._in_flight_ids.discard(message_id)
+            self._in_flight.release(message_id)
             if success:
                 try:
                     self.outbox.remove(message_id)
-                except ReporterError as exc:
+                except EdgekitError as exc:
                     # Runs on paho's thread: hand the error to the caller's next call.
                     self._callback_error = exc
             else:
@@ -458,10 +271,11 @@ class Reporter:
         self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         if reason_code.is_failure:
-            why = _FATAL_CONNACK.get(reason_code.value)
+            why = fatal_refusal(reason_code)
             self._last_error = f"broker refused the connection: {why or reason_code.getName()}"
             if why is not None:
-                user = f" as user {self.settings.username!r}" if self.settings.username else ""
+                username = self.settings.address.username
+                user = f" as user {username!r}" if username else ""
                 self._fatal = ReporterError(
                     f"broker refused the connection: {why} ({self.settings.url}{user})"
                 )
@@ -473,7 +287,7 @@ class Reporter:
             self._register(info.mid, None)
             try:
                 self._resend_pending()
-            except ReporterError as exc:
+            except EdgekitError as exc:
                 self._callback_error = exc
         self._first_outcome.set()
         with self._progress:
@@ -498,20 +312,6 @@ class Reporter:
         self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any
     ) -> None:
         success = not reason_code.is_failure
-        with self._lock:
-            if mid not in self._in_flight:
-                self._early_acks[mid] = success
-                return
-            message_id = self._in_flight.pop(mid)
-        self._acknowledged(message_id, success=success, reason=reason_code.getName())
-
-
-def _redact(url: str) -> str:
-    """The URL with any password replaced by ***, for error messages."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+        known, message_id = self._in_flight.acknowledge(mid, success=success)
+        if known:
+            self._acknowledged(message_id, success=success, reason=reason_code.getName())

@@ -1,23 +1,22 @@
 """Fixtures for the collector and fleet-report tests: a real Mosquitto, real databases, reports.
 
-Registered as a pytest plugin from conftest.py. Each Mosquitto is this test's own, on a free port,
-with a config written into tmp_path; PostgreSQL gets a fresh database per test, dropped after.
+Registered as a pytest plugin from conftest.py. Each Mosquitto is this test's own (from the one
+launcher, mosquitto_launcher); PostgreSQL gets a fresh database per test, dropped after. paho is
+imported only by publish_all.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mosquitto_launcher import MosquittoBroker
 
 # Moved to report_factory, the one report factory; re-exported until every user imports it there.
 from report_factory import BUNDLES, BundleSpec, make_report, report_message  # noqa: F401
@@ -31,87 +30,22 @@ REQUIRE_POSTGRES = bool(os.environ.get("EDGEKIT_REQUIRE_POSTGRES"))
 # -- Mosquitto -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, *, timeout_s: float = 10.0, proc: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
-
-
-@dataclass(frozen=True)
-class Mosquitto:
-    """A running broker of this test's own."""
-
-    port: int
-    process: subprocess.Popen
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-
-def start_mosquitto(folder: Path, *, port: int | None = None, max_inflight: int = 20) -> Mosquitto:
-    """Start Mosquitto (on a free port unless given) with a config in ``folder``; the caller
-    stops it."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        pytest.fail("mosquitto is not installed (bash .ci/setup installs it)")
-    port = port or free_port()
-    folder.mkdir(parents=True, exist_ok=True)
-    conf, log = folder / "mosquitto.conf", folder / "mosquitto.log"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
-        "persistence false\n"
-        # Queued QoS 1 messages for a disconnected persistent session (the outage test).
-        "max_queued_messages 100000\n"
-        f"max_inflight_messages {max_inflight}\n"
-        # Logged to stderr, which goes to a file we opened: mosquitto drops root privileges
-        # and could not open a file in tmp_path itself.
-        "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
+def collector_broker(folder: Path, *, port: int | None = None) -> MosquittoBroker:
+    """A broker for collector tests (not started): it queues for disconnected persistent
+    sessions without limit (the outage tests) and keeps at most 20 messages in flight."""
+    return MosquittoBroker(
+        folder,
+        port=port,
+        persistence=False,
+        options=["max_queued_messages 100000", "max_inflight_messages 20"],
     )
-    with log.open("ab") as log_file:
-        process = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=log_file
-        )
-    try:
-        wait_for_port(port, proc=process)
-    except Exception:
-        process.kill()
-        raise
-    return Mosquitto(port, process, log)
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
-def collector_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+def collector_mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
     """A fresh Mosquitto for this test."""
-    broker = start_mosquitto(tmp_path / "mosquitto")
-    try:
+    with collector_broker(tmp_path / "mosquitto") as broker:
         yield broker
-    finally:
-        stop_process(broker.process)
 
 
 # -- databases -------------------------------------------------------------------------------
@@ -153,7 +87,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-# -- publishing and waiting ------------------------------------------------------------------
+# -- publishing ------------------------------------------------------------------------------
 
 
 def publish_all(
@@ -186,16 +120,6 @@ def publish_all(
     finally:
         client.disconnect()
         client.loop_stop()
-
-
-def wait_until(predicate, *, timeout_s: float = 30.0, what: str = "condition") -> None:
-    """Poll ``predicate`` until true; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def table_rows(url: str, sql: str) -> list[tuple]:

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
 
+import pytest
+import typer
 from edgekit_testing import EDGEKIT, assert_one_clear_error, run_edgekit
-from fixtures_collector import (
-    free_port,
-    make_report,
-    publish_all,
-    report_message,
-    table_rows,
-    wait_until,
-)
+from fixtures_collector import publish_all, table_rows
+from report_factory import make_report, report_message
 
+from edgekit._net import free_port
+from edgekit._wait import wait_until
+from edgekit.cli import app
 from edgekit.collector import Store
 
 
@@ -100,7 +100,30 @@ def test_collect_bad_broker_url(tmp_path):
     result = run_edgekit(
         "collect", "--broker", "http://example:80", "--db", f"sqlite:///{tmp_path / 'x.db'}"
     )
-    assert_one_clear_error(result, "not a broker URL")
+    assert_one_clear_error(result, "broker URL 'http://example:80' must start with mqtt://")
+
+
+def test_collect_reads_its_settings_from_the_environment(tmp_path):
+    env = {**os.environ, "EDGEKIT_BROKER": f"mqtt://127.0.0.1:{free_port()}",
+           "EDGEKIT_DB": f"sqlite:///{tmp_path / 'env.db'}"}  # fmt: skip
+    result = subprocess.run([EDGEKIT, "collect", "--duration", "1"], capture_output=True,
+                            text=True, env=env, timeout=60)  # fmt: skip
+    assert_one_clear_error(result, "cannot connect to MQTT broker", env["EDGEKIT_BROKER"])
+    assert (tmp_path / "env.db").exists()  # the database of EDGEKIT_DB was opened first
+    bad = subprocess.run([EDGEKIT, "collect", "--duration", "1"], capture_output=True, text=True,
+                         env={**env, "EDGEKIT_MQTT": "4"}, timeout=60)  # fmt: skip
+    assert_one_clear_error(bad, "setting 'mqtt' from EDGEKIT_MQTT", "'4' is not 5 or 3.1.1")
+
+
+@pytest.mark.parametrize("name", ["broker", "ca_file", "certfile", "keyfile", "mqtt", "prefix"])
+def test_daemon_and_collect_share_the_broker_and_tls_options(name):
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    daemon, collect = (
+        next(p for p in commands[c].params if p.name == name) for c in ("daemon", "collect")
+    )
+    assert daemon.opts == collect.opts == ["--" + name.replace("_", "-")]
+    assert daemon.help == collect.help
+    assert f"[env: EDGEKIT_{name.upper()}]" in daemon.help
 
 
 def test_collect_share_with_embedded_broker_is_refused(tmp_path):

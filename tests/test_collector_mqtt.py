@@ -8,37 +8,40 @@ import sqlite3
 import uuid
 
 import pytest
-from fixtures_collector import (
-    BUNDLES,
-    make_report,
-    publish_all,
-    report_message,
-    start_mosquitto,
-    stop_process,
-    table_rows,
-    wait_until,
-)
+from fixtures_collector import collector_broker, publish_all, table_rows
+from report_factory import BUNDLES, make_report, report_message
 
+from edgekit._net import free_port
+from edgekit._wait import wait_until
 from edgekit.collector import (
-    BrokerUrl,
     Collector,
     CollectorSettings,
     EmbeddedBroker,
     Store,
+    collector_session,
 )
-from edgekit.errors import ReporterError
+from edgekit.errors import CollectorError
+from edgekit.mqtt import BrokerSettings
 from edgekit.schema import MAX_REPORT_BYTES
 from edgekit.vocab import MqttVersion
 
 
-def _settings(port: int, **overrides) -> CollectorSettings:
-    values = {
-        "broker": BrokerUrl.parse(f"mqtt://127.0.0.1:{port}"),
-        "client_id": f"collector-{uuid.uuid4().hex[:8]}",
-        "timeout_s": 5.0,
-    }
-    values.update(overrides)
-    return CollectorSettings(**values)
+def _settings(
+    port: int,
+    *,
+    client_id: str | None = None,
+    mqtt_version: MqttVersion = MqttVersion.V5,
+    **collector,
+) -> CollectorSettings:
+    # Short waits: a collector of these tests reconnects within 2 s and gives up after 5.
+    session = collector_session(
+        client_id or f"collector-{uuid.uuid4().hex[:8]}",
+        connect_timeout_s=5.0,
+        mqtt_version=mqtt_version,
+        reconnect_max_s=2,
+    )
+    broker = BrokerSettings.from_url(f"mqtt://127.0.0.1:{port}", session=session)
+    return CollectorSettings(broker=broker, **collector)
 
 
 def _stored_ids(url: str) -> list[str]:
@@ -194,8 +197,6 @@ def test_shared_subscription_splits_the_load(collector_mosquitto, store_url):
 
 
 def test_embedded_broker_zero_set_up(tmp_path):
-    from fixtures_collector import free_port
-
     port = free_port()
     url = f"sqlite:///{tmp_path / 'edgekit.db'}"
     reports = [make_report("rpi4-01", sequence=i) for i in range(30)]
@@ -218,29 +219,24 @@ def test_embedded_broker_zero_set_up(tmp_path):
     assert len(_stored_ids(url)) == 30
 
 
-def test_unreachable_broker_fails_fast_with_reporter_error(tmp_path):
-    from fixtures_collector import free_port
-
+def test_unreachable_broker_fails_fast_with_collector_error(tmp_path):
     with (
         Store(f"sqlite:///{tmp_path / 'x.db'}") as store,
-        pytest.raises(ReporterError, match="cannot connect to MQTT broker"),
+        pytest.raises(CollectorError, match="cannot connect to MQTT broker"),
     ):
         Collector(_settings(free_port()), store).start()
 
 
 def test_collector_reconnects_after_a_broker_restart(tmp_path):
     """The broker goes away and comes back on the same port; the collector carries on."""
-    broker = start_mosquitto(tmp_path / "b1")
     url = f"sqlite:///{tmp_path / 'edgekit.db'}"
-    try:
-        settings = _settings(broker.port, reconnect_min_s=1, reconnect_max_s=2)
+    with collector_broker(tmp_path / "b1") as broker:
+        settings = _settings(broker.port)
         with Store(url) as store, Collector(settings, store) as c:
             publish_all(broker.port, [report_message(make_report("rpi4-01", sequence=0))])
             wait_until(lambda: c.stats.stored == 1, what="first report")
-            stop_process(broker.process)
-            broker = start_mosquitto(tmp_path / "b2", port=broker.port)
+            broker.stop()
+            broker.start()
             wait_until(lambda: c.stats.connections == 2, timeout_s=30, what="reconnection")
             publish_all(broker.port, [report_message(make_report("rpi4-01", sequence=1))])
             wait_until(lambda: c.stats.stored == 2, what="report after reconnecting")
-    finally:
-        stop_process(broker.process)

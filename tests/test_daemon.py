@@ -7,7 +7,6 @@ import json
 import os
 import resource
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -15,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edgekit_testing import EDGEKIT, assert_one_clear_error, assert_one_error_line, run_edgekit
-from fixtures_mqtt import Subscriber, free_port
+from fixtures_mqtt import Subscriber
+from live_sqlite import scalar
 
+from edgekit._net import free_port
 from edgekit.schema import STATUS_OFFLINE, STATUS_ONLINE, parse_report
 
 
@@ -34,8 +35,8 @@ def _finish(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
 
 
 def _pending(outbox: Path) -> int:
-    with sqlite3.connect(f"file:{outbox}?mode=ro", uri=True) as db:
-        return db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    # Read while the daemon may be writing it (or creating it): see live_sqlite.
+    return int(scalar(outbox, "SELECT count(*) FROM outbox"))
 
 
 def _reports(subscriber: Subscriber, count: int, timeout: float) -> dict[str, object]:
@@ -167,7 +168,7 @@ def test_unreachable_broker_buffers_says_so_once_and_does_not_spin(bundle, tmp_p
 def test_malformed_url_and_bad_credentials(bundle, mqtt_broker_with_password, tmp_path):
     result = run_edgekit("daemon", bundle, "--broker", "http://broker:1883", "--outbox",
                          tmp_path / "o1", "--reports", "1")  # fmt: skip
-    assert_one_error_line(result, "must start with mqtt:// or mqtts://")
+    assert_one_error_line(result, "setting 'broker' from --broker", "must start with mqtt://")
     url = mqtt_broker_with_password.url.replace("mqtt://", "mqtt://device:wrong@")
     result = run_edgekit("daemon", bundle, "--broker", url, "--outbox", tmp_path / "o2",
                          "--reports", "1")  # fmt: skip
@@ -193,7 +194,12 @@ def test_config_file_and_environment_with_flags_winning(bundle, mqtt_broker, tmp
     config.write_text('brokr = "mqtt://x"\n')
     bad = subprocess.run([EDGEKIT, "daemon", str(bundle), "--config", str(config)],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert_one_clear_error(bad, "unknown key", "brokr")
+    assert_one_clear_error(bad, f"config file {config}: unknown key 'brokr'")
+    config.write_text(f'broker = "{mqtt_broker.url}"\nwarmup = 3\n')
+    env = {**os.environ, "EDGEKIT_CONFIG": str(config), "EDGEKIT_OUTBOX_MAX_MB": "none"}
+    bad = subprocess.run([EDGEKIT, "daemon", str(bundle)], capture_output=True, text=True,
+                         env=env, timeout=60)  # fmt: skip
+    assert_one_clear_error(bad, "setting 'outbox_max_mb' from EDGEKIT_OUTBOX_MAX_MB")
 
 
 def test_watched_folder_inputs_are_run_and_counted(bundle, mqtt_broker, tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import signal
-import sqlite3
 import struct
 import subprocess
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from edgekit_testing import EDGEKIT, FAULT_FIGURES
+from live_sqlite import query, scalar
 
 pytestmark = pytest.mark.slow
 
@@ -68,16 +68,14 @@ class Fleet:
     def stored(self) -> dict[str, list[int]]:
         if not self.db.exists():
             return {}
-        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as db:
-            rows = db.execute("SELECT device_id, sequence FROM reports").fetchall()
+        rows = query(self.db, "SELECT device_id, sequence FROM reports")
         out: dict[str, list[int]] = {}
         for device, sequence in rows:
             out.setdefault(device, []).append(sequence)
         return out
 
     def rejected(self) -> int:
-        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as db:
-            return int(db.execute("SELECT count(*) FROM rejected").fetchone()[0])
+        return int(scalar(self.db, "SELECT count(*) FROM rejected"))
 
     def sent(self) -> dict[str, int]:
         """Reports each board produced: its outbox's next sequence number."""
@@ -85,11 +83,10 @@ class Fleet:
         for device in DEVICES:
             path = self.outbox(device)
             if path.exists():
-                with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-                    row = db.execute("SELECT value FROM counters WHERE name='sequence'").fetchone()
-                    pending = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+                sequence = scalar(path, "SELECT value FROM counters WHERE name='sequence'")
+                pending = scalar(path, "SELECT count(*) FROM outbox")
                 assert pending == 0, f"{device}: {pending} report(s) never acknowledged"
-                sent[device] = int(row[0])
+                sent[device] = int(sequence)
         return sent
 
     def wait_stored(self, total: int, timeout: float = 60) -> None:
@@ -196,10 +193,8 @@ def test_outbox_torn_by_a_power_cut(fleet, request):
     deadline = time.monotonic() + 30
     while True:
         assert time.monotonic() < deadline
-        if outbox.exists():
-            with sqlite3.connect(f"file:{outbox}?mode=ro", uri=True) as db:
-                if db.execute("SELECT count(*) FROM outbox").fetchone()[0] >= 8:
-                    break
+        if outbox.exists() and scalar(outbox, "SELECT count(*) FROM outbox") >= 8:
+            break
         time.sleep(0.1)
     board.send_signal(signal.SIGKILL)
     board.wait(10)

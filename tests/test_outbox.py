@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.errors import ReporterError
+from edgekit.errors import OutboxError
 from edgekit.runtime.outbox import Entry, Outbox
 
 TOPIC = "edgekit/v1/pi-bench-01/report"
@@ -101,15 +101,15 @@ def test_disk_stays_bounded_under_a_long_outage(tmp_path: Path):
 
 def test_oversized_payload_and_bad_topic_are_refused(tmp_path: Path):
     with Outbox(tmp_path / "outbox.db", max_bytes=1000) as outbox:
-        with pytest.raises(ReporterError, match="exceeds the outbox limit of 1000 bytes"):
+        with pytest.raises(OutboxError, match="exceeds the outbox limit of 1000 bytes"):
             outbox.put("msg-0000", TOPIC, b"x" * 2000)
-        with pytest.raises(ReporterError, match="not an MQTT topic"):
+        with pytest.raises(OutboxError, match="not an MQTT topic"):
             outbox.put("msg-0001", "edgekit/v1/+/report", b"x")
         assert len(outbox) == 0
 
 
 def test_bad_limits_are_refused(tmp_path: Path):
-    with pytest.raises(ReporterError, match="max_messages must be at least 1"):
+    with pytest.raises(OutboxError, match="max_messages must be at least 1"):
         Outbox(tmp_path / "outbox.db", max_messages=0)
 
 
@@ -199,7 +199,7 @@ def test_garbage_file_is_recovered_with_its_wal_moved_too(tmp_path: Path):
 def test_unusable_path_is_a_reporter_error_not_a_recovery(tmp_path: Path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the outbox's folder should be")
-    with pytest.raises(ReporterError, match="cannot open outbox"):
+    with pytest.raises(OutboxError, match="cannot open outbox"):
         Outbox(blocker / "outbox.db")
     assert list(tmp_path.iterdir()) == [blocker]
 
@@ -207,7 +207,7 @@ def test_unusable_path_is_a_reporter_error_not_a_recovery(tmp_path: Path):
 def test_use_after_close_is_a_reporter_error(tmp_path: Path):
     outbox = Outbox(tmp_path / "outbox.db")
     outbox.close()
-    with pytest.raises(ReporterError, match=r"outbox .*closed"):
+    with pytest.raises(OutboxError, match=r"outbox .*closed"):
         outbox.put("msg-0000", TOPIC, b"x")
 
 

@@ -7,15 +7,18 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from fixtures_mqtt import Credentials, MosquittoBroker, Subscriber, free_port, make_ca
+from fixtures_mqtt import Subscriber
+from mosquitto_launcher import Credentials, MosquittoBroker, make_ca
 from report_factory import sample_report
 
-from edgekit.errors import ReporterError
+from edgekit._net import free_port
+from edgekit._wait import wait_until
+from edgekit.errors import MqttConfigError, ReporterError
+from edgekit.mqtt import BrokerSettings, SessionOptions, TlsFiles
 from edgekit.runtime.outbox import Outbox
-from edgekit.runtime.reporter import BrokerSettings, Reporter
+from edgekit.runtime.reporter import Reporter
 from edgekit.schema import (
     STATUS_OFFLINE,
     STATUS_ONLINE,
@@ -30,16 +33,12 @@ REPORTS = report_topic(DEVICE)
 STATUS = status_topic(DEVICE)
 
 
-def _settings(url: str, **overrides) -> BrokerSettings:
+def _settings(url: str, *, tls: TlsFiles | None = None) -> BrokerSettings:
     # Short delays and timeouts: every wait in these tests is bounded and small.
-    options = {
-        "client_id": f"edgekit-{DEVICE}",
-        "connect_timeout": 3.0,
-        "reconnect_min_delay": 1,
-        "reconnect_max_delay": 2,
-    }
-    options.update(overrides)
-    return BrokerSettings.from_url(url, **options)
+    session = SessionOptions(
+        client_id=f"edgekit-{DEVICE}", connect_timeout_s=3.0, reconnect_min_s=1, reconnect_max_s=2
+    )
+    return BrokerSettings.from_url(url, session=session, tls_files=tls)
 
 
 def _put(outbox: Outbox, count: int, *, start: int = 0) -> list[Report]:
@@ -54,14 +53,6 @@ def _ids(reports: list[Report]) -> set[str]:
     return {report.message_id for report in reports}
 
 
-def _wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not {what} within {timeout} s")
-        time.sleep(0.05)
-
-
 def _distinct_reports(subscriber: Subscriber, expected: set[str], timeout: float) -> set[str]:
     """Message ids of schema-valid reports received until all ``expected`` came (or timeout)."""
     seen: set[str] = set()
@@ -70,56 +61,6 @@ def _distinct_reports(subscriber: Subscriber, expected: set[str], timeout: float
         message = subscriber.next(max(0.0, deadline - time.monotonic()))
         seen.add(parse_report(message.payload).message_id)
     return seen
-
-
-# -- settings ---------------------------------------------------------------------------------
-
-
-def test_settings_from_url():
-    plain = BrokerSettings.from_url("mqtt://broker.local", client_id="edgekit-pi")
-    assert (plain.host, plain.port, plain.tls) == ("broker.local", 1883, False)
-    assert plain.username is None
-    assert plain.prefix == "edgekit/v1"
-
-    secure = BrokerSettings.from_url(
-        "mqtts://dev%40fleet:p%3Ass@[::1]", client_id="edgekit-pi", ca_file="/etc/ca.pem"
-    )
-    assert (secure.host, secure.port, secure.tls) == ("::1", 8883, True)
-    assert (secure.username, secure.password) == ("dev@fleet", "p:ss")
-    assert secure.ca_file == Path("/etc/ca.pem")
-    assert "p:ss" not in repr(secure)
-    assert secure.url == "mqtts://dev%40fleet@[::1]:8883"
-
-
-@pytest.mark.parametrize(
-    ("url", "options", "message"),
-    [
-        ("http://broker:1883", {}, "must start with mqtt:// or mqtts://, not http://"),
-        ("broker:1883", {}, "must start with mqtt:// or mqtts://"),
-        ("mqtt://", {}, "has no host"),
-        ("mqtt://broker:port", {}, "has a bad port"),
-        ("mqtt://broker:70000", {}, "has a bad port"),
-        ("mqtt://broker/topic", {}, "no path, query or fragment"),
-        ("mqtt://broker?ca=/etc/ca.pem", {}, "no path, query or fragment"),
-        ("mqtt://broker", {"ca_file": "/etc/ca.pem"}, "TLS files given for a plain mqtt://"),
-        ("mqtts://broker", {"keyfile": "/etc/key.pem"}, "keyfile without its certfile"),
-        ("mqtt://:secret@broker", {}, "a password without a username"),
-        ("mqtt://broker", {"client_id": "a/b"}, "client id 'a/b'"),
-        ("mqtt://broker", {"prefix": "edgekit/#"}, "topic prefix 'edgekit/#'"),
-        ("mqtt://broker", {"reconnect_min_delay": 5, "reconnect_max_delay": 2}, "1 <= min <= max"),
-    ],
-)
-def test_malformed_settings_are_clear_reporter_errors(url, options, message):
-    options = {"client_id": "edgekit-pi", **options}
-    with pytest.raises(ReporterError, match=re.escape(message)):
-        BrokerSettings.from_url(url, **options)
-
-
-def test_password_is_not_echoed_in_url_errors():
-    with pytest.raises(ReporterError) as caught:
-        BrokerSettings.from_url("mqtt://user:hunter2@broker:nope", client_id="edgekit-pi")
-    assert "hunter2" not in str(caught.value)
-    assert "user:***@broker" in str(caught.value)
 
 
 # -- delivery ---------------------------------------------------------------------------------
@@ -175,8 +116,10 @@ def test_status_is_retained_online_then_offline_on_clean_close(mqtt_broker, tmp_
 _VICTIM = """
 import sys, time
 from edgekit.runtime.outbox import Outbox
-from edgekit.runtime.reporter import BrokerSettings, Reporter
-settings = BrokerSettings.from_url(sys.argv[1], client_id="edgekit-victim", keepalive=60)
+from edgekit.mqtt import BrokerSettings, SessionOptions
+from edgekit.runtime.reporter import Reporter
+session = SessionOptions(client_id="edgekit-victim", keepalive_s=60)
+settings = BrokerSettings.from_url(sys.argv[1], session=session)
 with Outbox(sys.argv[2]) as outbox, Reporter(settings, outbox, device_id="victim-01") as reporter:
     print("connected" if reporter.connected else "not connected", flush=True)
     time.sleep(60)
@@ -224,7 +167,7 @@ def test_broker_restart_loses_nothing(mqtt_broker, tmp_path):
         assert reporter.flush(timeout=10) == 0
 
         mqtt_broker.stop()
-        _wait_until(lambda: not reporter.connected, 5, "disconnected")
+        wait_until(lambda: not reporter.connected, timeout_s=5, what="the disconnection")
         assert "lost" in (reporter.last_error or "")
         during = _put(outbox, 7, start=5)
         for report in during:
@@ -281,9 +224,7 @@ def test_close_is_bounded_while_the_broker_is_down(tmp_path):
 
 def test_tls_with_ca_and_client_certificate_delivers(mqtt_broker_tls, tmp_path):
     tls = mqtt_broker_tls.tls
-    settings = _settings(
-        mqtt_broker_tls.url, ca_file=tls.ca, certfile=tls.client_cert, keyfile=tls.client_key
-    )
+    settings = _settings(mqtt_broker_tls.url, tls=TlsFiles(tls.ca, tls.client_cert, tls.client_key))
     with (
         Outbox(tmp_path / "outbox.db") as outbox,
         Reporter(settings, outbox, device_id=DEVICE) as reporter,
@@ -297,7 +238,7 @@ def test_tls_with_an_untrusted_broker_buffers_and_says_why(mqtt_broker_tls, tmp_
     other_ca, _ = make_ca(tmp_path / "other", "other-ca")
     tls = mqtt_broker_tls.tls
     settings = _settings(
-        mqtt_broker_tls.url, ca_file=other_ca, certfile=tls.client_cert, keyfile=tls.client_key
+        mqtt_broker_tls.url, tls=TlsFiles(other_ca, tls.client_cert, tls.client_key)
     )
     with (
         Outbox(tmp_path / "outbox.db") as outbox,
@@ -309,16 +250,19 @@ def test_tls_with_an_untrusted_broker_buffers_and_says_why(mqtt_broker_tls, tmp_
         assert reporter.flush(timeout=0.2) == 1
 
 
-def test_missing_tls_file_is_a_clear_reporter_error(tmp_path):
-    settings = _settings("mqtts://127.0.0.1:8883", ca_file=tmp_path / "missing-ca.pem")
+def test_missing_tls_file_is_a_clear_config_error(tmp_path):
+    missing = tmp_path / "missing-ca.pem"
+    settings = _settings("mqtts://127.0.0.1:8883", tls=TlsFiles(ca_file=missing))
     with (
         Outbox(tmp_path / "outbox.db") as outbox,
         pytest.raises(
-            ReporterError, match=re.escape("cannot load the TLS files for mqtts://127.0.0.1:8883")
-        ),
+            MqttConfigError, match=re.escape("cannot load the TLS files for mqtts://127.0.0.1:8883")
+        ) as caught,
         Reporter(settings, outbox, device_id=DEVICE),
     ):
         pass
+    assert caught.value.setting == "ca_file"
+    assert str(missing) in str(caught.value)
 
 
 # -- refusals ---------------------------------------------------------------------------------

@@ -4,80 +4,64 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 from importlib import resources
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from edgekit_testing import EDGEKIT, assert_one_clear_error, assert_one_error_line, run_edgekit
-from fixtures_mqtt import HOST, free_port, make_ca, make_tls_files
+from mosquitto_launcher import HOST, MosquittoBroker, make_ca, make_pki, run_as_me
 from paho.mqtt.enums import CallbackAPIVersion
 from report_factory import sample_report
 
-from edgekit.collector import Collector, CollectorSettings, Store
-from edgekit.collector.broker_url import BrokerUrl
+from edgekit._net import free_port
+from edgekit._wait import wait_until
+from edgekit.collector import Collector, Store, collector_settings
+from edgekit.mqtt import TlsFiles
 
 USERS = {"rpi4-01": "pw-rpi4", "rpi4-02": "pw-other", "collector": "pw-collector"}
 
 
-def _me() -> str:
-    import os
-    import pwd
-
-    return pwd.getpwuid(os.geteuid()).pw_name
+def _shipped_config(folder: Path, port: int, pki) -> str:
+    """edgekit's shipped edgekit.conf and edgekit.acl, with paths and port adapted."""
+    shipped = resources.files("edgekit.collector").joinpath("mosquitto")
+    passwd, acl = folder / "edgekit.passwd", folder / "edgekit.acl"
+    for user, password in USERS.items():
+        flags = ["-b", "-c"] if not passwd.exists() else ["-b"]
+        subprocess.run(["mosquitto_passwd", *flags, str(passwd), user, password], check=True)
+    acl.write_text(shipped.joinpath("edgekit.acl").read_text())
+    conf = shipped.joinpath("edgekit.conf").read_text()
+    for old, new in (
+        ("/etc/mosquitto/edgekit.passwd", str(passwd)),
+        ("/etc/mosquitto/edgekit.acl", str(acl)),
+        ("/etc/mosquitto/certs/ca.crt", str(pki.ca)),
+        ("/etc/mosquitto/certs/broker.crt", str(pki.server_cert)),
+        ("/etc/mosquitto/certs/broker.key", str(pki.server_key)),
+        ("listener 8883", f"listener {port} {HOST}"),
+        ("persistence true", f"persistence true\npersistence_location {folder}/"),
+        ("per_listener_settings false", f"per_listener_settings false\n{run_as_me()}"),
+    ):
+        assert old in conf
+        conf = conf.replace(old, new)
+    return conf
 
 
 class SecureBroker:
-    """Mosquitto running edgekit's shipped edgekit.conf/edgekit.acl, paths and port adapted."""
+    """Mosquitto running edgekit's shipped edgekit.conf/edgekit.acl."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.tls = make_tls_files(folder / "pki")
-        shipped = resources.files("edgekit.collector").joinpath("mosquitto")
-        passwd, acl = folder / "edgekit.passwd", folder / "edgekit.acl"
-        for user, password in USERS.items():
-            flags = ["-b", "-c"] if not passwd.exists() else ["-b"]
-            subprocess.run(["mosquitto_passwd", *flags, str(passwd), user, password], check=True)
-        acl.write_text(shipped.joinpath("edgekit.acl").read_text())
-        conf = shipped.joinpath("edgekit.conf").read_text()
-        for old, new in (
-            ("/etc/mosquitto/edgekit.passwd", str(passwd)),
-            ("/etc/mosquitto/edgekit.acl", str(acl)),
-            ("/etc/mosquitto/certs/ca.crt", str(self.tls.ca)),
-            ("/etc/mosquitto/certs/broker.crt", str(self.tls.server_cert)),
-            ("/etc/mosquitto/certs/broker.key", str(self.tls.server_key)),
-            ("listener 8883", f"listener {self.port} {HOST}"),
-            ("persistence true", f"persistence true\npersistence_location {folder}/"),
-            # run as the test's user: mosquitto started as root would switch to 'mosquitto',
-            # which cannot read the test's files
-            ("per_listener_settings false", f"per_listener_settings false\nuser {_me()}"),
-        ):
-            assert old in conf
-            conf = conf.replace(old, new)
-        (folder / "mosquitto.conf").write_text(conf)
-        self.log = (folder / "mosquitto.log").open("wb")
-        self.process = subprocess.Popen(["mosquitto", "-c", str(folder / "mosquitto.conf")],
-                                        stdout=self.log, stderr=subprocess.STDOUT)  # fmt: skip
-        import socket
-
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((HOST, self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError((folder / "mosquitto.log").read_text())
+        folder.mkdir(parents=True)
+        port = free_port()
+        self.tls = make_pki(folder / "pki")
+        config = _shipped_config(folder, port, self.tls)
+        self.broker = MosquittoBroker(folder, port=port, config=config).start()
+        self.port = port
 
     def url(self, user: str, password: str | None = None) -> str:
         return f"mqtts://{user}:{password or USERS[user]}@{HOST}:{self.port}"
 
     def close(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-        self.log.close()
+        self.broker.kill()
 
 
 @pytest.fixture
@@ -91,10 +75,10 @@ def broker(tmp_path):
 def collector(broker, tmp_path):
     """edgekit's collector as the read-only 'collector' user, storing into SQLite."""
     store = Store(f"sqlite:///{tmp_path / 'fleet.db'}")
-    settings = CollectorSettings(
-        broker=BrokerUrl.parse(broker.url("collector")),
+    settings = collector_settings(
+        broker.url("collector"),
         client_id="edgekit-collector-test",
-        ca_file=broker.tls.ca,
+        tls_files=TlsFiles(ca_file=broker.tls.ca),
     )
     stop = threading.Event()
     with Collector(settings, store) as running:
@@ -106,13 +90,6 @@ def collector(broker, tmp_path):
     store.close()
 
 
-def _wait_for(condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def test_device_reports_over_tls_with_its_password(broker, collector, jetson_build, tmp_path):
     _, bundle = jetson_build
     result = subprocess.run(
@@ -122,7 +99,7 @@ def test_device_reports_over_tls_with_its_password(broker, collector, jetson_bui
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    _wait_for(lambda: len(collector.message_ids()) == 2)
+    wait_until(lambda: len(collector.message_ids()) == 2, timeout_s=15, what="2 reports stored")
     assert {r.device_id for r in collector.snapshot().devices} == {"rpi4-01"}
 
 
@@ -155,7 +132,7 @@ def test_a_device_cannot_publish_under_another_device(broker, collector):
     assert rc == 0x87  # PUBACK: not authorized; the broker drops it
     # own topic, someone else's id inside: the broker lets it through, the collector rejects it
     assert _publish_as(broker, "rpi4-01", "edgekit/v1/rpi4-01/report", spoofed) == 0
-    _wait_for(lambda: collector.snapshot().rejected_count == 1)
+    wait_until(lambda: collector.snapshot().rejected_count == 1, timeout_s=15, what="1 rejection")
     snapshot = collector.snapshot()
     assert "device" in snapshot.recent_rejected[0].reason
     assert collector.message_ids() == set()

@@ -1,4 +1,8 @@
-"""``edgekit collect``: subscribe to a fleet's reports over MQTT and store them in a database."""
+"""``edgekit collect``: subscribe to a fleet's reports over MQTT and store them in a database.
+
+A thin shell around :func:`edgekit.collector.serve`: options (flags, else ``EDGEKIT_*``
+variables, else defaults), signals and messages.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,18 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from edgekit._env import env_var
+from edgekit.cli import _mqtt_options as mqtt_options
 from edgekit.cli._output import err_console, warning_line
-from edgekit.errors import ReporterError
+from edgekit.errors import ConfigError
 from edgekit.vocab import MqttVersion
 
-_DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+if TYPE_CHECKING:
+    from edgekit.mqtt import SessionKwargs
 
 
 class _WarningLines(logging.Handler):
@@ -26,22 +33,16 @@ class _WarningLines(logging.Handler):
 
 
 def collect(
-    broker: Annotated[
-        str,
-        typer.Option(
-            envvar="EDGEKIT_BROKER",
-            help="MQTT broker URL: mqtt://host:port or mqtt://user:password@host:port; "
-            "mqtts:// for TLS.",
-        ),
-    ] = _DEFAULT_BROKER,
+    broker: mqtt_options.Broker = None,
     db: Annotated[
-        str,
+        str | None,
         typer.Option(
-            envvar="EDGEKIT_DB",
             help="SQLAlchemy database URL, e.g. sqlite:///edgekit.db or "
-            "postgresql+psycopg://user@host/db.",
+            "postgresql+psycopg://user@host/db [default: sqlite:///edgekit.db] "
+            f"[env: {env_var('db')}]",
+            show_default=False,
         ),
-    ] = "sqlite:///edgekit.db",
+    ] = None,
     share: Annotated[
         str | None,
         typer.Option(
@@ -49,47 +50,20 @@ def collect(
             show_default=False,
         ),
     ] = None,
-    prefix: Annotated[str, typer.Option(help="Topic prefix the devices publish under.")] = (
-        "edgekit/v1"
-    ),
+    prefix: mqtt_options.Prefix = None,
     client_id: Annotated[
         str | None,
         typer.Option(
-            envvar="EDGEKIT_COLLECTOR_ID",
             help="Fixed MQTT client id of this collector's persistent session; each collector "
             "of a share group needs its own. Default: edgekit-collector, or "
-            "edgekit-collector-GROUP-HOSTNAME with --share.",
+            "edgekit-collector-GROUP-HOSTNAME with --share. [env: EDGEKIT_COLLECTOR_ID]",
             show_default=False,
         ),
     ] = None,
-    mqtt: Annotated[
-        MqttVersion,
-        typer.Option(help="MQTT protocol version (the embedded broker speaks 3.1.1 only)."),
-    ] = MqttVersion.V5,
-    ca_file: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="EDGEKIT_CA_FILE",
-            help="mqtts: CA certificate(s) to verify the broker [default: system CAs].",
-            show_default=False,
-        ),
-    ] = None,
-    certfile: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="EDGEKIT_CERTFILE",
-            help="mqtts: this collector's client certificate.",
-            show_default=False,
-        ),
-    ] = None,
-    keyfile: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="EDGEKIT_KEYFILE",
-            help="mqtts: the client certificate's private key.",
-            show_default=False,
-        ),
-    ] = None,
+    mqtt: mqtt_options.Mqtt = None,
+    ca_file: mqtt_options.CaFile = None,
+    certfile: mqtt_options.Certfile = None,
+    keyfile: mqtt_options.Keyfile = None,
     embedded_broker: Annotated[
         bool,
         typer.Option(
@@ -120,83 +94,44 @@ def collect(
 
     A message is acknowledged only after its row is committed; repeated message ids are dropped.
     """
-    import socket
+    from edgekit.collector import DEFAULT_BROKER_URL, DEFAULT_DB_URL, serve
+    from edgekit.mqtt import TlsFiles
 
-    from edgekit.collector import (
-        BrokerUrl,
-        Collector,
-        CollectorSettings,
-        EmbeddedBroker,
-        Store,
-    )
-    from edgekit.collector.workers import run_workers
+    environ = mqtt_options.environment()
 
-    address = BrokerUrl.parse(broker)
-    version = mqtt
-    if embedded_broker:
-        if share or workers > 1:
-            raise ReporterError(
-                "--share and --workers need a broker with shared subscriptions, "
-                "not --embedded-broker"
-            )
-        version = MqttVersion.V311
-    if workers > 1 and share is None:
-        share = "edgekit"
-    if client_id is None:
-        client_id = (
-            f"edgekit-collector-{share}-{socket.gethostname()}"[:120]
-            if share
-            else "edgekit-collector"
-        )
-    settings = CollectorSettings(
-        broker=address,
-        client_id=client_id,
-        prefix=prefix,
-        share_group=share,
-        mqtt_version=version,
-        batch_size=batch_size,
-        ca_file=ca_file,
-        certfile=certfile,
-        keyfile=keyfile,
-    )
+    def pick(value: str | Path | None, name: str) -> str | None:
+        return str(value) if value is not None else mqtt_options.from_env(environ, name)
+
+    session: SessionKwargs = {}
+    if (chosen_prefix := pick(prefix, "prefix")) is not None:
+        session["prefix"] = chosen_prefix
+    if (version := pick(mqtt, "mqtt")) is not None:
+        session["mqtt_version"] = _version(version, given=mqtt is not None)
+    tls = [pick(value, name) for value, name in
+           ((ca_file, "ca_file"), (certfile, "certfile"), (keyfile, "keyfile"))]  # fmt: skip
+    console = err_console()
     handler = _WarningLines(level=logging.WARNING)
     logger = logging.getLogger("edgekit.collector")
     logger.addHandler(handler)
     stop = threading.Event()
     previous = _on_signals(stop)
-    console = err_console()
     try:
-        # Opened here first in every case: a bad URL is reported before anything connects.
-        with Store(db) as store:
-            where = f"{settings.report_filter} from {address} into {store.display_url}"
-            if workers > 1:
-                store.close()
-                stats = run_workers(
-                    settings,
-                    db,
-                    workers=workers,
-                    duration_s=duration,
-                    stop=stop,
-                    on_started=lambda: console.print(
-                        f"collecting {where} with {workers} processes (Ctrl-C to stop)",
-                        highlight=False,
-                        soft_wrap=True,
-                    ),
-                )
-            else:
-                local = EmbeddedBroker(address.port, host=address.host) if embedded_broker else None
-                if local is not None:
-                    local.start()
-                try:
-                    with Collector(settings, store) as collector:
-                        console.print(
-                            f"collecting {where} (Ctrl-C to stop)", highlight=False, soft_wrap=True
-                        )
-                        collector.run(duration_s=duration, stop=stop)
-                    stats = collector.stats
-                finally:
-                    if local is not None:
-                        local.stop()
+        stats = serve(
+            pick(db, "db") or DEFAULT_DB_URL,
+            broker=pick(broker, "broker") or DEFAULT_BROKER_URL,
+            client_id=pick(client_id, "collector_id"),
+            share_group=share,
+            workers=workers,
+            embedded_broker=embedded_broker,
+            tls_files=TlsFiles(*(Path(f) if f else None for f in tls)),
+            batch_size=batch_size,
+            duration_s=duration,
+            stop=stop,
+            on_started=lambda what: console.print(
+                f"{what} (Ctrl-C to stop)", highlight=False, soft_wrap=True
+            ),
+            **session,
+        )
     finally:
         _restore_signals(previous)
         logger.removeHandler(handler)
@@ -207,6 +142,14 @@ def collect(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _version(value: str, *, given: bool) -> MqttVersion:
+    try:
+        return MqttVersion(value)
+    except ValueError:
+        where = "--mqtt" if given else env_var("mqtt")
+        raise ConfigError(f"setting 'mqtt' from {where}: {value!r} is not 5 or 3.1.1") from None
 
 
 _Handlers = dict[int, object]

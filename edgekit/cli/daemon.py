@@ -1,293 +1,196 @@
 """``edgekit daemon``: measure a bundle on the board every interval and report over MQTT.
 
-Settings come from flags, then ``EDGEKIT_*`` environment variables, then a TOML config file
-(``--config``), then defaults: flags win.
+Every setting comes from a flag, else its ``EDGEKIT_*`` variable, else the TOML config file
+(``--config``), else its default (:mod:`edgekit.runtime.daemon_settings`, where each default is
+written once). The environment is read here, once.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import tomllib
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edgekit._env import env_var
+from edgekit.cli import _mqtt_options as mqtt_options
 from edgekit.cli._output import err_console, native_stderr_diverted
-from edgekit.errors import EdgekitError
-from edgekit.vocab import PixelRange
+from edgekit.runtime.daemon_settings import DaemonSettings, resolve_settings
+from edgekit.vocab import BackendName, PixelRange
 
 
-class DaemonConfig(BaseModel):
-    """The keys a daemon config file may hold (the flags' names, with underscores)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    bundle: Path | None = None
-    broker: str | None = None
-    device_id: str | None = None
-    interval: float | None = Field(default=None, ge=0)
-    window: int | None = Field(default=None, ge=1)
-    warmup: int | None = Field(default=None, ge=0)
-    reports: int | None = Field(default=None, ge=1)
-    outbox: Path | None = None
-    outbox_max_mb: float | None = Field(default=None, gt=0)
-    backend: str | None = None
-    threads: int | None = Field(default=None, ge=1)
-    watch: Path | None = None
-    watch_out: Path | None = None
-    prefix: str | None = None
-    ca_file: Path | None = None
-    certfile: Path | None = None
-    keyfile: Path | None = None
-    mqtt: str | None = None
-    trust_key: Path | None = None
-    flush_timeout: float | None = Field(default=None, ge=0)
-
-
-def _load_config(path: Path | None) -> DaemonConfig:
-    if path is None:
-        return DaemonConfig()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise EdgekitError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise EdgekitError(f"config file {path}: invalid TOML: {exc}") from exc
-    try:
-        return DaemonConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        what = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].lower()
-        raise EdgekitError(f"config file {path}: {what}: {key!r}") from exc
+def _help(text: str, name: str, *, default: str | None = None) -> str:
+    """Help naming the variable and the default: ``default`` if given, else the setting's."""
+    field = DaemonSettings.model_fields.get(name)
+    value = default or (field.default if field is not None else None)
+    shown = f" [default: {value}]" if value is not None else ""
+    return f"{text}{shown} [env: {env_var(name)}]"
 
 
 def daemon(
     bundle: Annotated[
         Path | None,
         typer.Argument(
-            help="Bundle directory [or 'bundle' in the config file].", show_default=False
-        ),
-    ] = None,
-    broker: Annotated[
-        str | None,
-        typer.Option(
-            envvar="EDGEKIT_BROKER",
+            help="Bundle directory [or EDGEKIT_BUNDLE, or 'bundle' in the config file].",
             show_default=False,
-            help="mqtt://[user[:password]@]host[:port] or mqtts://...",
         ),
     ] = None,
+    broker: mqtt_options.Broker = None,
     device_id: Annotated[
         str | None,
         typer.Option(
-            envvar="EDGEKIT_DEVICE_ID",
+            help=_help("This board's id in topics and reports.", "device_id", default="hostname"),
             show_default=False,
-            help="This board's id in topics and reports [default: from the hostname].",
         ),
     ] = None,
     interval: Annotated[
         float | None,
         typer.Option(
-            envvar="EDGEKIT_INTERVAL",
+            help=_help("Seconds between measurement windows.", "interval"),
             show_default=False,
-            help="Seconds between measurement windows [default: 60].",
         ),
     ] = None,
     window: Annotated[
         int | None,
         typer.Option(
-            envvar="EDGEKIT_WINDOW",
+            help=_help("Timed inference runs per window.", "window"),
             show_default=False,
-            help="Timed inference runs per window [default: 100].",
+        ),
+    ] = None,
+    warmup: Annotated[
+        int | None,
+        typer.Option(
+            help=_help("Untimed runs before each window's timed ones.", "warmup"),
+            show_default=False,
         ),
     ] = None,
     reports: Annotated[
         int | None,
         typer.Option(
-            envvar="EDGEKIT_REPORTS",
+            help=_help(
+                "Exit after this many reports (cron-style use).", "reports", default="run on"
+            ),
             show_default=False,
-            help="Exit after this many reports (cron-style use) [default: run on].",
         ),
     ] = None,
     outbox: Annotated[
         Path | None,
         typer.Option(
-            envvar="EDGEKIT_OUTBOX",
+            help=_help(
+                "Durable outbox file.", "outbox", default="~/.local/state/edgekit/DEVICE.outbox"
+            ),
             show_default=False,
-            help="Durable outbox file [default: ~/.local/state/edgekit/DEVICE.outbox].",
+        ),
+    ] = None,
+    outbox_max_mb: Annotated[
+        float | None,
+        typer.Option(
+            help=_help(
+                "Bound of the outbox in MiB; the oldest reports are dropped (and counted) past it.",
+                "outbox_max_mb",
+            ),
+            show_default=False,
         ),
     ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
-            envvar="EDGEKIT_CONFIG",
+            help=_help("TOML file with any of these settings (flags and env win).", "config"),
             show_default=False,
-            help="TOML file with any of these settings (flags and env win).",
         ),
     ] = None,
     watch: Annotated[
         Path | None,
         typer.Option(
-            envvar="EDGEKIT_WATCH",
+            help=_help("Folder of inputs (.npy or images) to run as they arrive.", "watch"),
             show_default=False,
-            help="Folder of inputs (.npy or images) to run as they arrive.",
         ),
     ] = None,
     watch_out: Annotated[
         Path | None,
         typer.Option(
-            envvar="EDGEKIT_WATCH_OUT",
+            help=_help(
+                "Where results of watched inputs go.", "watch_out", default="beside each input"
+            ),
             show_default=False,
-            help="Where results of watched inputs go [default: beside each input].",
+        ),
+    ] = None,
+    pixel_range: Annotated[
+        PixelRange | None,
+        typer.Option(
+            help=_help("How watched images' pixels are scaled.", "pixel_range"),
+            show_default=False,
         ),
     ] = None,
     backend: Annotated[
-        str | None,
+        BackendName | None,
         typer.Option(
-            envvar="EDGEKIT_BACKEND",
+            help=_help("Interpreter to run the bundle.", "backend", default="best installed"),
             show_default=False,
-            help="litert, tflite-runtime or onnxruntime [default: best installed].",
         ),
     ] = None,
     threads: Annotated[
         int | None,
         typer.Option(
-            envvar="EDGEKIT_THREADS",
+            help=_help("Interpreter threads.", "threads", default="the profile's"),
             show_default=False,
-            help="Interpreter threads [default: the profile's].",
         ),
     ] = None,
-    ca_file: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="EDGEKIT_CA_FILE",
-            show_default=False,
-            help="mqtts: CA certificate(s) to verify the broker [default: system CAs].",
-        ),
-    ] = None,
-    certfile: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="EDGEKIT_CERTFILE",
-            show_default=False,
-            help="mqtts: this device's client certificate.",
-        ),
-    ] = None,
-    keyfile: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="EDGEKIT_KEYFILE",
-            show_default=False,
-            help="mqtts: the client certificate's private key.",
-        ),
-    ] = None,
-    mqtt: Annotated[
-        str | None,
-        typer.Option(
-            envvar="EDGEKIT_MQTT",
-            show_default=False,
-            help="MQTT protocol version: 5 or 3.1.1 (brokers without MQTT 5) [default: 5].",
-        ),
-    ] = None,
+    ca_file: mqtt_options.CaFile = None,
+    certfile: mqtt_options.Certfile = None,
+    keyfile: mqtt_options.Keyfile = None,
+    mqtt: mqtt_options.Mqtt = None,
     flush_timeout: Annotated[
         float | None,
         typer.Option(
-            envvar="EDGEKIT_FLUSH_TIMEOUT",
+            help=_help(
+                "On stop, seconds to wait for the broker to acknowledge what is pending; "
+                "the rest stays in the outbox.",
+                "flush_timeout",
+            ),
             show_default=False,
-            help="On stop, seconds to wait for the broker to acknowledge what is pending "
-            "[default: 10]; the rest stays in the outbox.",
         ),
     ] = None,
     trust_key: Annotated[
         Path | None,
         typer.Option(
-            envvar="EDGEKIT_TRUST_KEY",
+            help=_help("Load only a bundle signed by this Ed25519 public key.", "trust_key"),
             show_default=False,
-            help="Load only a bundle signed by this Ed25519 public key.",
         ),
     ] = None,
-    prefix: Annotated[
-        str | None,
-        typer.Option(
-            envvar="EDGEKIT_PREFIX", show_default=False, help="Topic prefix [default: edgekit/v1]."
-        ),
-    ] = None,
+    prefix: mqtt_options.Prefix = None,
 ) -> None:
     """Measure BUNDLE every interval (latency, accuracy, memory) and report each window over
     MQTT, keeping every report in a durable outbox until the broker acknowledges it."""
-    from edgekit.runtime.daemon import Daemon, DaemonSettings
-    from edgekit.runtime.host import default_device_id
-    from edgekit.runtime.reporter import BrokerSettings
-    from edgekit.schema import DEFAULT_PREFIX
-
-    file = _load_config(config)
+    environ = mqtt_options.environment()
+    if config is None and (named := mqtt_options.from_env(environ, "config")):
+        config = Path(named)
     flags: dict[str, Any] = {
-        "bundle": bundle,
-        "broker": broker,
-        "device_id": device_id,
-        "interval": interval,
-        "window": window,
-        "reports": reports,
-        "outbox": outbox,
-        "watch": watch,
-        "watch_out": watch_out,
-        "backend": backend,
-        "threads": threads,
-        "ca_file": ca_file,
-        "certfile": certfile,
-        "keyfile": keyfile,
-        "prefix": prefix,
-        "mqtt": mqtt,
-        "trust_key": trust_key,
-        "flush_timeout": flush_timeout,
-    }
-    merged = file.model_dump() | {k: v for k, v in flags.items() if v is not None}
-    settings = DaemonConfig.model_validate(merged)
-    if settings.bundle is None:
-        raise EdgekitError("no bundle: pass BUNDLE or set 'bundle' in the config file")
-    if settings.broker is None:
-        raise EdgekitError("no broker: pass --broker, set EDGEKIT_BROKER or 'broker' in --config")
-    device = settings.device_id or default_device_id()
-    state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "edgekit"
-    run_settings = DaemonSettings(
-        bundle=settings.bundle,
-        broker=BrokerSettings.from_url(
-            settings.broker,
-            client_id=f"edgekit-{device}",
-            ca_file=settings.ca_file,
-            certfile=settings.certfile,
-            keyfile=settings.keyfile,
-            prefix=settings.prefix or DEFAULT_PREFIX,
-            mqtt_version=settings.mqtt or "5",
-        ),
-        device_id=device,
-        outbox=settings.outbox or state / f"{device}.outbox",
-        interval_s=60.0 if settings.interval is None else settings.interval,
-        window_runs=settings.window or 100,
-        warmup=10 if settings.warmup is None else settings.warmup,
-        reports=settings.reports,
-        backend=settings.backend,
-        threads=settings.threads,
-        watch=settings.watch,
-        watch_out=settings.watch_out,
-        pixel_range=PixelRange.UNIT,
-        outbox_max_bytes=int((settings.outbox_max_mb or 32) * 2**20),
-        trust_key=settings.trust_key,
-        flush_timeout_s=10.0 if settings.flush_timeout is None else settings.flush_timeout,
-    )
-    run_settings.outbox.parent.mkdir(parents=True, exist_ok=True)
+        "bundle": bundle, "broker": broker, "device_id": device_id, "interval": interval,
+        "window": window, "warmup": warmup, "reports": reports, "outbox": outbox,
+        "outbox_max_mb": outbox_max_mb, "watch": watch, "watch_out": watch_out,
+        "pixel_range": pixel_range, "backend": backend, "threads": threads, "ca_file": ca_file,
+        "certfile": certfile, "keyfile": keyfile, "mqtt": mqtt, "flush_timeout": flush_timeout,
+        "trust_key": trust_key, "prefix": prefix,
+    }  # fmt: skip
+    _run(resolve_settings(flags=flags, environ=environ, config_file=config))
+
+
+def _run(settings: DaemonSettings) -> None:
+    """Run the daemon in the foreground; SIGTERM or SIGINT stop it after the current window."""
+    from edgekit.runtime.daemon import Daemon
+
     console = err_console()
+    device = settings.device_id
 
     def say(message: str) -> None:
         console.print(
             f"edgekit daemon [{device}]: {message}", markup=False, highlight=False, soft_wrap=True
         )
 
-    worker = Daemon(run_settings, say=say)
+    worker = Daemon(settings, say=say)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         say(f"{signal.Signals(signum).name}: finishing the window, then stopping")

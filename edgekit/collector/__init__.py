@@ -1,31 +1,37 @@
 """The central collector: MQTT subscriber, database store, embedded broker.
 
 Installed with ``pip install 'edgekit[collector]'``. Importing this package imports SQLAlchemy;
-paho-mqtt and amqtt are imported when a collector or broker starts.
+paho-mqtt and amqtt are imported when a collector or broker starts. :func:`serve` runs the
+whole service (what ``edgekit collect`` does); :class:`Collector` is one subscriber.
 """
 
 from edgekit._optional import require
 
 require("sqlalchemy", extra="collector", package="SQLAlchemy")
 
-from edgekit.collector.broker_url import BrokerUrl  # noqa: E402
 from edgekit.collector.embedded_broker import EmbeddedBroker  # noqa: E402
-from edgekit.collector.snapshot import FleetSnapshot  # noqa: E402
-from edgekit.collector.store import DEFAULT_DB_URL, BatchResult, Store  # noqa: E402
-from edgekit.collector.subscriber import (  # noqa: E402
-    Collector,
+from edgekit.collector.service import collector_settings, serve  # noqa: E402
+from edgekit.collector.settings import (  # noqa: E402
+    DEFAULT_BROKER_URL,
     CollectorSettings,
-    CollectorStats,
+    collector_session,
 )
+from edgekit.collector.snapshot import FleetSnapshot  # noqa: E402
+from edgekit.collector.stats import CollectorStats  # noqa: E402
+from edgekit.collector.store import DEFAULT_DB_URL, BatchResult, Store  # noqa: E402
+from edgekit.collector.subscriber import Collector  # noqa: E402
 
 __all__ = [
+    "DEFAULT_BROKER_URL",
     "DEFAULT_DB_URL",
     "BatchResult",
-    "BrokerUrl",
     "Collector",
     "CollectorSettings",
     "CollectorStats",
     "EmbeddedBroker",
     "FleetSnapshot",
     "Store",
+    "collector_session",
+    "collector_settings",
+    "serve",
 ]

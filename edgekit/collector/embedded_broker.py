@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from edgekit._optional import require
-from edgekit.errors import ReporterError
+from edgekit.errors import CollectorError
 
 
 class EmbeddedBroker:
@@ -38,7 +38,7 @@ class EmbeddedBroker:
         self.stop()
 
     def start(self) -> None:
-        """Start listening; ReporterError if the port cannot be bound."""
+        """Start listening; CollectorError if the port cannot be bound."""
         broker_module = require("amqtt.broker", extra="collector", package="amqtt")
         # amqtt logs every connection at INFO and stack traces for routine disconnects.
         logging.getLogger("amqtt").setLevel(logging.ERROR)
@@ -77,17 +77,17 @@ class EmbeddedBroker:
 
     def _call(self, coroutine: Any, what: str) -> Any:
         if self._loop is None:
-            raise ReporterError(f"embedded MQTT broker is not running; cannot {what}")
+            raise CollectorError(f"embedded MQTT broker is not running; cannot {what}")
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
             return future.result(timeout=self._timeout_s)
         except TimeoutError as exc:
             future.cancel()
-            raise ReporterError(
+            raise CollectorError(
                 f"embedded MQTT broker did not {what} in {self._timeout_s} s"
             ) from exc
         except Exception as exc:
-            raise ReporterError(
+            raise CollectorError(
                 f"embedded MQTT broker on {self.host}:{self.port} could not {what}: {exc}"
             ) from exc
 

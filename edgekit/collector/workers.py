@@ -17,9 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from edgekit.collector.settings import CollectorSettings
+from edgekit.collector.stats import CollectorStats
 from edgekit.collector.store import Store
-from edgekit.collector.subscriber import Collector, CollectorSettings, CollectorStats, StopFlag
-from edgekit.errors import EdgekitError, ReporterError
+from edgekit.collector.subscriber import Collector, StopFlag
+from edgekit.errors import CollectorError, EdgekitError
 
 # How often the parent looks at its stop flag and at its workers.
 _POLL_S = 0.2
@@ -35,11 +37,11 @@ def run_workers(
     on_started: Callable[[], None] | None = None,
 ) -> CollectorStats:
     """Run ``workers`` collectors in a share group until ``duration_s`` or ``stop``; their
-    counts added up. ReporterError if one cannot start or dies."""
+    counts added up. CollectorError if one cannot start or dies."""
     if settings.share_group is None:
-        raise ReporterError("several collector processes need a share group (--share)")
+        raise CollectorError("several collector processes need a share group (--share)")
     if workers < 1:
-        raise ReporterError("workers must be at least 1")
+        raise CollectorError("workers must be at least 1")
     ctx = mp.get_context("spawn")
     children_stop = ctx.Event()
     messages: Any = ctx.Queue()
@@ -47,7 +49,7 @@ def run_workers(
         ctx.Process(
             target=_worker,
             args=(
-                dataclasses.replace(settings, client_id=f"{settings.client_id}-{i}"),
+                settings.with_client_id(f"{settings.broker.session.client_id}-{i}"),
                 db_url,
                 children_stop,
                 messages,
@@ -68,7 +70,7 @@ def run_workers(
         while started < workers:
             kind, payload = _next(messages, procs, deadline)
             if kind == "error":
-                raise ReporterError(payload)
+                raise CollectorError(payload)
             started += kind == "started"
         if on_started is not None:
             on_started()
@@ -76,13 +78,13 @@ def run_workers(
         while not (stop is not None and stop.is_set()) and (end is None or time.monotonic() < end):
             dead = [p.name for p in procs if p.exitcode is not None]
             if dead:
-                raise ReporterError(f"collector process {dead[0]} stopped unexpectedly")
+                raise CollectorError(f"collector process {dead[0]} stopped unexpectedly")
             try:
                 kind, payload = messages.get(timeout=_POLL_S)
             except queue.Empty:
                 continue
             if kind == "error":
-                raise ReporterError(payload)
+                raise CollectorError(payload)
     finally:
         children_stop.set()
         deadline = time.monotonic() + 3 * settings.timeout_s
@@ -94,7 +96,7 @@ def run_workers(
                     break
                 continue
             if kind == "stats":
-                totals = _add(totals, CollectorStats(**payload))
+                totals += CollectorStats(**payload)
                 reported += 1
         for proc in procs:
             proc.join(max(0.1, deadline - time.monotonic()))
@@ -124,16 +126,10 @@ def _worker(settings: CollectorSettings, db_url: str, stop: StopFlag, messages: 
         with Store(db_url) as store:
             collector = Collector(settings, store)
             with collector:
-                messages.put(("started", settings.client_id))
+                messages.put(("started", settings.broker.session.client_id))
                 collector.run(stop=stop)
     except EdgekitError as exc:
         messages.put(("error", str(exc)))
     finally:
         stats = collector.stats if collector is not None else CollectorStats()
         messages.put(("stats", dataclasses.asdict(stats)))
-
-
-def _add(a: CollectorStats, b: CollectorStats) -> CollectorStats:
-    return CollectorStats(
-        **{f.name: getattr(a, f.name) + getattr(b, f.name) for f in dataclasses.fields(a)}
-    )
