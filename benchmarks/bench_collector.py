@@ -24,9 +24,6 @@ import argparse
 import json
 import multiprocessing as mp
 import selectors
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,15 +33,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the report factory
+# The report factory and the Mosquitto launcher the tests use.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import paho.mqtt.client as mqtt
 from _harness import machine
+from mosquitto_launcher import MosquittoBroker
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from report_factory import make_report
 
-from edgekit.collector import BrokerUrl, Collector, CollectorSettings, Store
+from edgekit.collector import Collector, Store, collector_settings
 
 PREFIX = "edgekit/v1"
 
@@ -52,38 +51,10 @@ PREFIX = "edgekit/v1"
 # -- broker ----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Mosquitto:
+def _mosquitto(folder: Path) -> MosquittoBroker:
     """A Mosquitto of the benchmark's own; queues without limit for offline sessions."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = _free_port()
-        conf = folder / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\npersistence false\n"
-            "max_queued_messages 0\nmax_connections -1\n"
-            "log_type error\nlog_type warning\n"
-        )
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.process = subprocess.Popen([binary, "-c", str(conf)])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        self.process.kill()
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+    options = ("max_queued_messages 0", "max_connections -1")
+    return MosquittoBroker(folder, persistence=False, options=options).start()
 
 
 # -- payloads --------------------------------------------------------------------------------
@@ -180,10 +151,8 @@ class EdgekitSubscriber:
 
     def __init__(self, port: int, db: Path, *, batch_size: int) -> None:
         self.store = Store(f"sqlite:///{db}")
-        settings = CollectorSettings(
-            broker=BrokerUrl.parse(f"mqtt://127.0.0.1:{port}"),
-            client_id="edgekit-bench",
-            batch_size=batch_size,
+        settings = collector_settings(
+            f"mqtt://127.0.0.1:{port}", client_id="edgekit-bench", batch_size=batch_size
         )
         self.collector = Collector(settings, self.store)
 
@@ -219,7 +188,7 @@ def _wait_for(sub, n: int, timeout_s: float) -> float:
 
 
 def run_backlog(kind: str, n: int, folder: Path, *, batch_size: int) -> Rate:
-    broker = Mosquitto(folder)
+    broker = _mosquitto(folder)
     try:
         sub = _subscriber(kind, broker.port, folder, batch_size=batch_size)
         sub.start()  # create the persistent session and subscription
@@ -237,7 +206,7 @@ def run_backlog(kind: str, n: int, folder: Path, *, batch_size: int) -> Rate:
 
 
 def run_live(kind: str, n: int, folder: Path, *, batch_size: int) -> Rate:
-    broker = Mosquitto(folder)
+    broker = _mosquitto(folder)
     try:
         sub = _subscriber(kind, broker.port, folder, batch_size=batch_size)
         sub.start()
@@ -274,8 +243,8 @@ def _rate(scenario: str, kind: str, acked: int, received: int, seconds: float, s
 def _shared_collector(port, db, index, batch_size, ready, go, stop, counter) -> None:
     """One collector of a share group, in a process of its own (a process)."""
     store = Store(f"sqlite:///{db}")
-    settings = CollectorSettings(
-        broker=BrokerUrl.parse(f"mqtt://127.0.0.1:{port}"),
+    settings = collector_settings(
+        f"mqtt://127.0.0.1:{port}",
         client_id=f"edgekit-bench-{index}",
         share_group="bench",
         batch_size=batch_size,
@@ -297,7 +266,7 @@ def _shared_collector(port, db, index, batch_size, ready, go, stop, counter) -> 
 
 def run_backlog_shared(n: int, folder: Path, *, collectors: int, batch_size: int) -> Rate:
     """The backlog taken by several collectors in separate processes sharing one subscription."""
-    broker = Mosquitto(folder)
+    broker = _mosquitto(folder)
     db = folder / "shared.db"
     ctx = mp.get_context("spawn")
     ready, go, stop = ctx.Queue(), ctx.Event(), ctx.Event()
@@ -407,7 +376,7 @@ def _devices(port: int, names: list[str], seconds: float, interval: float, go, d
 def run_fleet(
     devices: int, processes: int, seconds: float, interval: float, folder: Path, *, batch_size: int
 ) -> dict:
-    broker = Mosquitto(folder)
+    broker = _mosquitto(folder)
     db = folder / "fleet.db"
     sub = EdgekitSubscriber(broker.port, db, batch_size=batch_size)
     sub.start()
