@@ -33,6 +33,9 @@ def main() -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
+    from edgekit.mqtt import BrokerAddress
+
+    address = BrokerAddress.parse(args.broker)  # the daemon's own parser: same URLs accepted
     device = "bench-daemon"
     received: list[dict] = []
     done = threading.Event()
@@ -44,8 +47,11 @@ def main() -> None:
             done.set()
 
     client.on_message = on_message
-    host, port = args.broker.removeprefix("mqtt://").split(":")
-    client.connect(host, int(port))
+    if address.username is not None:
+        client.username_pw_set(address.username, address.password)
+    if address.tls:
+        client.tls_set()
+    client.connect(address.host, address.port)
     client.subscribe(f"edgekit/v1/{device}/report", qos=1)
     client.loop_start()
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +78,7 @@ def main() -> None:
     a_rss = statistics.median(r["peak_rss_mb"] for r in alone)
     print(f"# daemon cost\nmachine: {machine()}\nbundle: {received[0]['bundle_id']}, "
           f"{args.backend}, 1 thread, {args.runs} runs per window, {args.windows} windows, "
-          f"broker {args.broker}\n")  # fmt: skip
+          f"broker {address}\n")  # fmt: skip
     print("| | p50 (ms), median over windows | peak RSS (MiB) | reports delivered |")
     print("|---|---|---|---|")
     print(f"| edgekit daemon (reporting over MQTT) | {d_p50:.4f} | {d_rss:.1f} | "

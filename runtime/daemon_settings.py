@@ -172,7 +172,9 @@ def _origin(name: str, origin: Mapping[str, str]) -> str:
 
 
 def _describe(exc: ValidationError, origin: Mapping[str, str]) -> str:
-    first = exc.errors()[0]
+    errors = exc.errors()
+    # An unknown key first: a misspelt setting explains the "missing" one it was meant to be.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     name = str(first["loc"][0]) if first["loc"] else ""
     if first["type"] == "missing":
         return f"no {name}: pass {flag(name)}, set {env_var(name)} or {name!r} in the config file"

@@ -173,3 +173,11 @@ def test_the_password_stays_out_of_the_settings_repr():
     settings = resolve_settings(flags=flags, environ={})
     assert "hunter2" not in repr(settings)
     assert settings.broker.password == "hunter2"
+
+
+def test_a_misspelt_key_is_reported_before_the_setting_it_leaves_missing(tmp_path):
+    config = tmp_path / "daemon.toml"
+    config.write_text('brokr = "mqtt://broker"\n')
+    with pytest.raises(ConfigError) as caught:
+        resolve_settings(flags={"bundle": Path("b")}, environ={}, config_file=config)
+    assert str(caught.value) == f"config file {config}: unknown key 'brokr'"
