@@ -14,6 +14,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from edgekit._env import env_var
 from edgekit.cli import _mqtt_options as mqtt_options
@@ -37,9 +38,11 @@ def collect(
     db: Annotated[
         str | None,
         typer.Option(
-            help="SQLAlchemy database URL, e.g. sqlite:///edgekit.db or "
-            "postgresql+psycopg://user@host/db [default: sqlite:///edgekit.db] "
-            f"[env: {env_var('db')}]",
+            help=escape(
+                "SQLAlchemy database URL, e.g. sqlite:///edgekit.db or "
+                "postgresql+psycopg://user@host/db [default: sqlite:///edgekit.db] "
+                f"[env: {env_var('db')}]"
+            ),
             show_default=False,
         ),
     ] = None,
@@ -54,9 +57,11 @@ def collect(
     client_id: Annotated[
         str | None,
         typer.Option(
-            help="Fixed MQTT client id of this collector's persistent session; each collector "
-            "of a share group needs its own. Default: edgekit-collector, or "
-            "edgekit-collector-GROUP-HOSTNAME with --share. [env: EDGEKIT_COLLECTOR_ID]",
+            help=escape(
+                "Fixed MQTT client id of this collector's persistent session; each collector "
+                "of a share group needs its own. Default: edgekit-collector, or "
+                f"edgekit-collector-GROUP-HOSTNAME with --share. [env: {env_var('collector_id')}]"
+            ),
             show_default=False,
         ),
     ] = None,
@@ -93,6 +98,7 @@ def collect(
     """Store the fleet's reports, statuses and rejected messages until Ctrl-C or SIGTERM.
 
     A message is acknowledged only after its row is committed; repeated message ids are dropped.
+    Without --broker (or EDGEKIT_BROKER) it connects to mqtt://127.0.0.1:1883.
     """
     from edgekit.collector import DEFAULT_BROKER_URL, DEFAULT_DB_URL, serve
     from edgekit.mqtt import TlsFiles

@@ -13,6 +13,7 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from edgekit._env import env_var
 from edgekit.cli import _mqtt_options as mqtt_options
@@ -26,14 +27,15 @@ def _help(text: str, name: str, *, default: str | None = None) -> str:
     field = DaemonSettings.model_fields.get(name)
     value = default or (field.default if field is not None else None)
     shown = f" [default: {value}]" if value is not None else ""
-    return f"{text}{shown} [env: {env_var(name)}]"
+    # Escaped: Typer renders help as rich markup, which would swallow the brackets.
+    return escape(f"{text}{shown} [env: {env_var(name)}]")
 
 
 def daemon(
     bundle: Annotated[
         Path | None,
         typer.Argument(
-            help="Bundle directory [or EDGEKIT_BUNDLE, or 'bundle' in the config file].",
+            help=escape("Bundle directory [or EDGEKIT_BUNDLE, or 'bundle' in the config file]."),
             show_default=False,
         ),
     ] = None,
