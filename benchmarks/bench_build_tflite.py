@@ -65,9 +65,9 @@ def main() -> None:
     import baseline_litert_ptq as baseline
 
     from edgekit.converters.pipeline import BuildRequest, build
-    from edgekit.converters.source import load_source
-    from edgekit.converters.tflite_exporter import convert_float
+    from edgekit.converters.source_registry import open_source
     from edgekit.profiles import load_profile
+    from edgekit.vocab import ModelFormat
 
     split = _data(args.size)
     model_path, model = _model(split, args.size, args.epochs, args.train)
@@ -93,9 +93,9 @@ def main() -> None:
                 allow_over_budget=True,
             )
         )
-        source = load_source(model_path, work_dir=tmp_path)
+        source = open_source(model_path, work_dir=tmp_path)
         artifacts["edgekit build (x86-64)"] = {
-            "fp32": convert_float(source.saved_model_dir),
+            "fp32": source.exporter(ModelFormat.TFLITE, work_dir=tmp_path).float_model(),
             "int8": (tmp_path / "bundle" / "model.tflite").read_bytes(),
         }
 

@@ -124,7 +124,7 @@ def main() -> None:
             )  # fmt: skip
             ek_onnx = (tmp / "b" / "model.onnx").read_bytes()
             ek_tflite = (tmp / "b" / "model.tflite").read_bytes()
-            from edgekit.converters.onnx_exporter import keras_to_onnx
+            from edgekit.converters.keras_source import keras_to_onnx
             from edgekit.converters.tflite_exporter import convert_float
 
             fp32_onnx = keras_to_onnx(path, tmp).serialized()

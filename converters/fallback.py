@@ -35,6 +35,7 @@ class FallbackOutcome:
     ranking: tuple[LayerCost, ...]
     steps: tuple[FallbackStep, ...]
     met: bool
+    plain_drop_pt: float | None  # what plain int8 lost, before any layer was kept float
 
 
 def ladder(count: int) -> list[int]:
@@ -74,7 +75,12 @@ def keep_layers_float(
         ok = accuracy.drop_pt is not None and accuracy.drop_pt <= budget_pt
         steps.append(FallbackStep(kept_float=names, drop_pt=accuracy.drop_pt, within_budget=ok))
         if ok:
-            return FallbackOutcome(candidate, accuracy, ranking, tuple(steps), met=True)
+            return FallbackOutcome(
+                candidate, accuracy, ranking, tuple(steps), met=True,
+                plain_drop_pt=first_accuracy.drop_pt,
+            )  # fmt: skip
         if (accuracy.drop_pt or 0.0) < (best_acc.drop_pt or 0.0):
             best, best_acc = candidate, accuracy
-    return FallbackOutcome(best, best_acc, ranking, tuple(steps), met=False)
+    return FallbackOutcome(
+        best, best_acc, ranking, tuple(steps), met=False, plain_drop_pt=first_accuracy.drop_pt
+    )

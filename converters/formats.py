@@ -1,9 +1,12 @@
 """The ``Exporter`` protocol each artifact format implements, and what they share.
 
 An exporter turns one source (a SavedModel, an ONNX graph) into artifacts of its format: the fp32
-baseline, the quantized artifact (optionally with some layers kept float), the op table, and a
-per-layer error ranking for the accuracy-aware fallback. Adding a format means adding a module
-with one class satisfying :class:`Exporter`.
+baseline, the quantized artifact (optionally with some layers kept float), the op table, the
+artifact's inputs and outputs as the board will see them, and a per-layer error ranking for the
+accuracy-aware fallback. It also answers what the build asks about its format (notes, calibration
+method, whether layers can stay float), so the pipeline never asks which format it holds. Adding a
+format means adding a module with one class satisfying :class:`Exporter`; a source's
+``exporter()`` hands it out.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import numpy as np
 
 from edgekit.converters.model_stats import ModelStats
 from edgekit.datasets import LabelledData
+from edgekit.manifest import TensorSpec
 from edgekit.profiles import Build
 from edgekit.progress import Progress
-from edgekit.vocab import ModelFormat, Quantization
+from edgekit.vocab import CalibrationMethod, ModelFormat, Quantization
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,14 @@ class Quantized:
     scheme: Quantization
     refused_ops: tuple[str, ...] = ()  # ops the strict int8 converter refused (kept float)
     kept_float: tuple[str, ...] = ()  # layers the accuracy fallback kept float
+
+
+@dataclass(frozen=True)
+class ArtifactIO:
+    """An artifact's inputs and outputs, read once from the interpreter that will run it."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,11 @@ class Exporter(Protocol):
     file_name: str
     backend: str  # the runtime backend that validates the artifacts
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What loading and pre-processing changed (opset upgrades, fixed axes, ...)."""
+        ...
+
     def float_model(self) -> bytes:
         """The fp32 artifact."""
         ...
@@ -82,12 +99,33 @@ class Exporter(Protocol):
         """Op table, MACs, weights and memory of an artifact of this format."""
         ...
 
+    def describe(self, content: bytes) -> ArtifactIO:
+        """An artifact's inputs and outputs (dtypes, scales, zero points) as the board sees them."""
+        ...
+
+    def calibration_method(self, build: Build, scheme: Quantization) -> CalibrationMethod | None:
+        """The calibrator that chose activation ranges for an artifact of ``scheme``, when this
+        format lets the profile pick one."""
+        ...
+
+    def keep_float_refusal(self, build: Build) -> str | None:
+        """Why layers cannot be kept float under ``build``'s settings, or None when they can."""
+        ...
+
     def rank_layers(
         self, quantized: bytes, sample: LabelledData, *, progress: Progress | None = None
     ) -> list[LayerCost]:
         """Layers of ``quantized`` ordered by the accuracy they cost, worst first, compared with
         the fp32 model on every sample of ``sample`` (the caller keeps it small)."""
         ...
+
+
+def describe_in_runtime(backend: str, content: bytes) -> ArtifactIO:
+    """Load ``content`` into the runtime backend that runs it and read its inputs and outputs."""
+    from edgekit.runtime import open_backend
+
+    model = open_backend(backend, content)
+    return ArtifactIO(inputs=model.inputs, outputs=model.outputs)
 
 
 def channel_sqnr_db(reference: np.ndarray, test: np.ndarray, *, channel_axis: int) -> float:

@@ -1,4 +1,4 @@
-"""ONNX artifacts (the :class:`Exporter` for ONNX Runtime), from ONNX models or Keras models."""
+"""ONNX artifacts (the :class:`Exporter` for ONNX Runtime) from an ONNX graph: fp32 and QDQ int8."""
 
 from __future__ import annotations
 
@@ -12,27 +12,28 @@ import numpy as np
 from edgekit._optional import require
 from edgekit.converters._errors import first_line
 from edgekit.converters.formats import (
+    ArtifactIO,
     GraphNode,
     LayerCost,
     Quantized,
     channel_sqnr_db,
+    describe_in_runtime,
     rank_by_sqnr_loss,
 )
 from edgekit.converters.model_stats import DATA_MOVEMENT_OPS, ModelStats
 from edgekit.converters.onnx_inspect import inspect_onnx
-from edgekit.converters.onnx_quantize import quantize_onnx
-from edgekit.converters.onnx_source import (
+from edgekit.converters.onnx_model import (
     OnnxModel,
-    load_onnx,
     name_nodes,
     preprocess,
     upgrade_for_quantization,
 )
+from edgekit.converters.onnx_quantize import quantize_onnx
 from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError
 from edgekit.profiles import Build
 from edgekit.progress import Progress, SilentProgress
-from edgekit.vocab import ModelFormat
+from edgekit.vocab import CalibrationMethod, ModelFormat, Quantization
 
 # Keeping these float would not win accuracy back: they only move data.
 _NOT_CANDIDATES = DATA_MOVEMENT_OPS | {"MaxPool", "Constant"}
@@ -49,15 +50,23 @@ class OnnxExporter:
         self.model = preprocess(upgrade_for_quantization(name_nodes(model)))
 
     @property
-    def notes(self) -> list[str]:
-        """What loading and pre-processing changed (opset upgrades, fixed axes, ...)."""
-        return self.model.notes
+    def notes(self) -> tuple[str, ...]:
+        return tuple(self.model.notes)
 
     def float_model(self) -> bytes:
         return self.model.serialized()
 
     def inspect(self, content: bytes) -> ModelStats:
         return inspect_onnx(content)
+
+    def describe(self, content: bytes) -> ArtifactIO:
+        return describe_in_runtime(self.backend, content)
+
+    def calibration_method(self, build: Build, scheme: Quantization) -> CalibrationMethod | None:
+        return build.calibration_method if scheme is Quantization.INT8 else None
+
+    def keep_float_refusal(self, build: Build) -> str | None:
+        return None  # the QDQ quantizer excludes nodes by name whatever the I/O dtypes
 
     def quantize(
         self,
@@ -171,21 +180,3 @@ def _restore(batches: Sequence[np.ndarray], shape: tuple[int, ...] | None) -> np
     if shape and all(int(np.prod(shape)) == b.size for b in batches):
         return np.concatenate([b.reshape(shape) for b in batches])
     return np.concatenate([b.reshape(-1, 1) for b in batches])
-
-
-def keras_to_onnx(model_path: Path, work_dir: Path) -> OnnxModel:
-    """Export a Keras model to ONNX (Keras' own exporter, tf2onnx underneath)."""
-    from edgekit.converters.source import load_keras_model
-
-    require("tf2onnx", extra="build")
-    model = load_keras_model(model_path)
-    example = [
-        np.zeros([1 if d is None else d for d in t.shape], dtype=t.dtype) for t in model.inputs
-    ]
-    out = work_dir / f"{model_path.stem}.onnx"
-    try:
-        model(example if len(example) > 1 else example[0])  # Keras exports only called models
-        model.export(str(out), format="onnx", verbose=False)
-    except Exception as exc:
-        raise ConversionError(f"cannot export {model_path} to ONNX: {first_line(exc)}") from exc
-    return load_onnx(out)

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgekit._optional import require
 from edgekit.converters._errors import first_line
-from edgekit.converters.onnx_source import OnnxModel
+from edgekit.converters.onnx_model import OnnxModel
 from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError, DataError
 from edgekit.profiles import Build

@@ -1,20 +1,20 @@
-"""Pruning step of the pipeline: which pruning, how much, and the pruned model as a SavedModel."""
+"""Pruning before quantization: what to prune (:class:`PruneSpec`), what pruning did
+(:class:`PruneOutcome`), and pruning a Keras model. Each source prunes itself (``Source.prune``);
+ONNX graphs are pruned by :mod:`edgekit.converters.prune_onnx`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgekit.converters._errors import first_line
-from edgekit.converters.onnx_source import OnnxModel
 from edgekit.converters.prune_magnitude import (
     LayerSparsity,
     prune_one_shot,
     prune_with_fine_tuning,
 )
-from edgekit.converters.prune_onnx import prune_onnx
 from edgekit.converters.prune_structured import ChannelPruning, prune_channels
-from edgekit.converters.source import SourceModel, load_keras_model
 from edgekit.converters.training import fit
 from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError, DataError
@@ -53,50 +53,40 @@ class PruneSpec:
 
 @dataclass(frozen=True)
 class PruneOutcome:
-    """A pruned model ready for conversion, with what pruning did per layer."""
+    """What pruning did, per layer (the pruned model itself is the source ``prune`` returns)."""
 
     spec: PruneSpec
     schedule: str  # "one-shot" or "polynomial decay over N epochs" / "fine-tuned N epochs"
     layers: tuple[LayerSparsity, ...] = ()
     channels: tuple[ChannelPruning, ...] = ()
-    saved_model_dir: Path | None = None  # pruned Keras model, exported for LiteRT
-    keras_path: Path | None = None  # pruned Keras model, for the ONNX exporter
-    onnx: OnnxModel | None = None  # pruned ONNX model
 
 
-def prune(
-    source: SourceModel,
+@dataclass(frozen=True)
+class PrunedKeras:
+    """A pruned Keras model on disk: as a ``.keras`` file and exported as a SavedModel."""
+
+    keras_path: Path
+    saved_model_dir: Path
+    outcome: PruneOutcome
+
+
+def prune_keras(
+    model: Any,
     spec: PruneSpec,
     *,
     train: LabelledData | None,
     epochs: int,
     work_dir: Path,
     progress: Progress | None = None,
-) -> PruneOutcome:
-    """Prune a fresh copy of the source model; Keras models are saved and exported under
-    ``work_dir``."""
+) -> PrunedKeras:
+    """Prune a freshly loaded Keras ``model`` (fine-tuning on ``train`` when given) and save the
+    result under ``work_dir``."""
     progress = progress or SilentProgress()
-    if source.onnx is not None:
-        if spec.kind is PruneKind.STRUCTURED:
-            raise ConversionError(
-                "structured pruning of ONNX models is not supported (it needs the training "
-                "framework to rebuild layers); use --prune magnitude"
-            )
-        pruned_onnx, onnx_layers = prune_onnx(source.onnx, spec.sparsity)
-        return PruneOutcome(
-            spec=spec, schedule="one-shot", layers=tuple(onnx_layers), onnx=pruned_onnx
-        )
-    if not source.is_keras:
-        raise ConversionError(
-            f"pruning needs a Keras model (.keras or .h5) or an ONNX model; {source.name} is a "
-            f"{source.kind}"
-        )
     labelled = None
     if train is not None:
         if train.y is None:
             raise DataError(f"--train data {train.source} has no labels y; fine-tuning needs them")
         labelled = (train.x, train.y)
-    model = load_keras_model(source.path)
     label = f"Fine-tuning at {spec.sparsity:.0%} {spec.kind.value} sparsity"
     layers: tuple[LayerSparsity, ...] = ()
     channels: tuple[ChannelPruning, ...] = ()
@@ -127,11 +117,5 @@ def prune(
         model.export(str(out), format="tf_saved_model", verbose=False)
     except Exception as exc:
         raise ConversionError(f"cannot export the pruned model: {first_line(exc)}") from exc
-    return PruneOutcome(
-        spec=spec,
-        schedule=schedule,
-        layers=layers,
-        channels=channels,
-        saved_model_dir=out,
-        keras_path=keras_path,
-    )
+    outcome = PruneOutcome(spec=spec, schedule=schedule, layers=layers, channels=channels)
+    return PrunedKeras(keras_path=keras_path, saved_model_dir=out, outcome=outcome)

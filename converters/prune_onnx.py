@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.converters.onnx_source import OnnxModel, onnx_module
+from edgekit.converters.onnx_model import OnnxModel, onnx_module
 from edgekit.converters.prune_magnitude import LayerSparsity, magnitude_mask
 from edgekit.errors import ConversionError
 

@@ -1,4 +1,8 @@
-"""The build report: every figure of a build, as JSON (``--json``, ``build_report.json``)."""
+"""The build report: every figure of a build, as JSON (``--json``, ``build_report.json``).
+
+Accuracy, size and latency sections are the shared core's (:mod:`edgekit.figures`): the bundle
+manifest holds the same values.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
+from edgekit.figures import AccuracyFigures, LatencyFigures, SizeFigures
 from edgekit.manifest import ProfileRef
 from edgekit.values import Frozen
 from edgekit.vocab import (
     BuildStatus,
+    CalibrationMethod,
     CheckStatus,
-    MetricName,
     ModelFormat,
     PruneKind,
     Quantization,
@@ -32,27 +37,7 @@ class ArtifactInfo(Frozen):
     per_channel: bool
     input_dtype: str
     output_dtype: str
-    calibration_method: str | None = None  # ONNX: ONNX Runtime's calibrator
-
-
-class AccuracyFigures(Frozen):
-    metric: MetricName | None
-    fp32: float | None
-    quantized: float | None
-    drop_pt: float | None  # fp32 of the unpruned model minus the final artifact
-    samples: int
-    data: str | None
-    pruned_fp32: float | None = None  # the pruned model before quantization
-
-
-class SizeFigures(Frozen):
-    fp32_bytes: int
-    model_bytes: int
-    ratio: float
-    # What a board downloads when the artifact travels compressed: what pruning buys in transfer.
-    fp32_gzip_bytes: int
-    gzip_bytes: int
-    gzip_ratio: float
+    calibration_method: CalibrationMethod | None = None  # ONNX: ONNX Runtime's calibrator
 
 
 class PrunedKernel(Frozen):
@@ -105,17 +90,6 @@ class PruningFigures(Frozen):
     channels: tuple[PrunedChannels, ...]
     artifact_weights: tuple[ArtifactWeight, ...]
     attempts: tuple[PruneAttempt, ...]
-
-
-class LatencyFigures(Frozen):
-    """Estimates on the target from the profile, and p50 measured on the build host."""
-
-    est_target_ms: float
-    est_target_fp32_ms: float
-    host_p50_ms: float | None
-    host_p50_fp32_ms: float | None
-    host_ratio: float | None
-    host_threads: int
 
 
 class LayerCostRow(Frozen):

@@ -19,19 +19,22 @@ import numpy as np
 from edgekit.converters._errors import first_line
 from edgekit.converters._tf import tensorflow
 from edgekit.converters.formats import (
+    ArtifactIO,
     GraphNode,
     LayerCost,
     Quantized,
     channel_sqnr_db,
+    describe_in_runtime,
     rank_by_sqnr_loss,
 )
 from edgekit.converters.model_stats import DATA_MOVEMENT_OPS, ModelStats
 from edgekit.converters.tflite_inspect import inspect_tflite
+from edgekit.converters.tflite_tensors import AllTensors
 from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError, DataError
 from edgekit.profiles import Build
 from edgekit.progress import Progress, SilentProgress
-from edgekit.vocab import IODtype, ModelFormat, Quantization
+from edgekit.vocab import CalibrationMethod, IODtype, ModelFormat, Quantization
 
 # Keeping these float would not win accuracy back: they only move data.
 _NOT_CANDIDATES = DATA_MOVEMENT_OPS | {"MAX_POOL_2D"}
@@ -49,6 +52,10 @@ class TFLiteExporter:
         self._float: bytes | None = None
         self._debugger: Any = None  # calibrated once, reused for every keep-float variant
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return ()  # the SavedModel is converted as it is
+
     def float_model(self) -> bytes:
         if self._float is None:
             self._float = _run(_converter(self.saved_model_dir), what="fp32 conversion")
@@ -56,6 +63,17 @@ class TFLiteExporter:
 
     def inspect(self, content: bytes) -> ModelStats:
         return inspect_tflite(content)
+
+    def describe(self, content: bytes) -> ArtifactIO:
+        return describe_in_runtime(self.backend, content)
+
+    def calibration_method(self, build: Build, scheme: Quantization) -> CalibrationMethod | None:
+        return None  # LiteRT's converter calibrates its own way; the profile has no say
+
+    def keep_float_refusal(self, build: Build) -> str | None:
+        floats = (build.input_dtype, build.output_dtype) == (IODtype.FLOAT32, IODtype.FLOAT32)
+        # The QuantizationDebugger that keeps layers float only produces float I/O models.
+        return None if floats else "keeping layers float needs float I/O"
 
     def quantize(
         self,
@@ -159,8 +177,8 @@ class TFLiteExporter:
         """Compare every tensor of the quantized model with the fp32 model's, sample by sample."""
         progress = progress or SilentProgress()
         x = sample.x
-        ref = _Tensors(self.float_model())
-        test = _Tensors(quantized)
+        ref = AllTensors(self.float_model())
+        test = AllTensors(quantized)
         names = test.canonical_names(ref.names)
         collected_ref: dict[str, list[np.ndarray]] = {}
         collected_test: dict[str, list[np.ndarray]] = {}
@@ -192,80 +210,6 @@ class TFLiteExporter:
             for op in test.ops
         ]
         return rank_by_sqnr_loss(nodes, sqnr)
-
-
-class _Tensors:
-    """A model in LiteRT with every intermediate tensor kept, for layer-by-layer comparison."""
-
-    def __init__(self, content: bytes) -> None:
-        from edgekit.runtime.litert import interpreter_class
-
-        self._interp = interpreter_class()(
-            model_content=content,
-            experimental_preserve_all_tensors=True,
-            experimental_op_resolver_type=_no_delegates(),
-        )
-        self._interp.allocate_tensors()
-        self._input = self._interp.get_input_details()[0]
-        details = {t["index"]: t for t in self._interp.get_tensor_details()}
-        self._details = details
-        produced = set()
-        self.ops = []
-        for op in self._interp._get_ops_details():
-            if op["op_name"] == "DELEGATE":
-                continue
-            out = int(op["outputs"][0])
-            produced.add(out)
-            self.ops.append(
-                {
-                    "op": op["op_name"],
-                    "output": details[out]["name"],
-                    "output_index": out,
-                    "inputs": [details[int(i)]["name"] for i in op["inputs"] if int(i) >= 0],
-                    "input_indices": [int(i) for i in op["inputs"] if int(i) >= 0],
-                    "quantized": np.dtype(details[out]["dtype"]).name in ("int8", "uint8"),
-                }
-            )
-        self._activations = produced | {self._input["index"]}
-        self.names = {details[i]["name"] for i in self._activations}
-
-    def canonical_names(self, reference_names: set[str]) -> dict[str, str]:
-        """Quantized tensor name -> the fp32 model's name for the same value.
-
-        The converter renames a layer's output when a DEQUANTIZE (model output) or QUANTIZE
-        (model input) takes over the original name.
-        """
-        mapping = {}
-        for op in self.ops:
-            if op["op"] == "DEQUANTIZE" and op["output"] in reference_names:
-                mapping[op["inputs"][0]] = op["output"]
-            if op["op"] == "QUANTIZE" and op["inputs"][0] in reference_names:
-                mapping[op["output"]] = op["inputs"][0]
-        return mapping
-
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every activation tensor (dequantized to float) for one input."""
-        from edgekit.runtime.quantization import to_float, to_model_dtype
-        from edgekit.runtime.tflite_interpreter import spec_of
-
-        spec = spec_of(self._input)
-        self._interp.set_tensor(self._input["index"], to_model_dtype(x, spec))
-        self._interp.invoke()
-        values = {}
-        for index in self._activations:
-            detail = self._details[index]
-            dtype = np.dtype(detail["dtype"]).name
-            if dtype not in ("float32", "int8", "uint8"):
-                continue
-            values[detail["name"]] = to_float(self._interp.get_tensor(index), spec_of(detail))
-        return values
-
-
-def _no_delegates() -> Any:
-    # XNNPACK would fuse ops and hide the intermediate tensors the comparison reads.
-    from edgekit.runtime.litert import op_resolver_type
-
-    return op_resolver_type("BUILTIN_WITHOUT_DEFAULT_DELEGATES")
 
 
 def _representative(calibration: np.ndarray, progress: Progress, label: str) -> Any:

@@ -1,4 +1,8 @@
-"""Validation of artifacts with the real interpreters: accuracy against fp32 and host latency."""
+"""Validation of artifacts with the real interpreters: accuracy against fp32 and host latency.
+
+The interpreters are the board's own (``edgekit.runtime``'s public API), so a build measures what
+the board will run.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,9 @@ import numpy as np
 from edgekit import metrics
 from edgekit.datasets import LabelledData
 from edgekit.progress import Progress, SilentProgress
-from edgekit.runtime.backend import open_backend
-from edgekit.runtime.benchmark import measure_latency
-from edgekit.runtime.predict import Predictor
-from edgekit.runtime.quantization import to_model_dtype
+from edgekit.runtime import Predictor, measure_latency, open_backend, to_model_dtype
 from edgekit.schema import LatencyStats
-from edgekit.vocab import MetricName
+from edgekit.vocab import MetricName, ModelFormat
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,36 @@ def outputs_of(
     predictor = Predictor(open_backend(backend, content, threads=threads), batch_size=batch_size)
     with (progress or SilentProgress()).task(f"Evaluating {label}", total=len(data)) as task:
         return predictor.predict(data.xs, task=task)
+
+
+class Reference:
+    """fp32 outputs on the accuracy data, per format, computed once: what every candidate of
+    that format is compared with."""
+
+    def __init__(self, data: LabelledData | None, *, threads: int, progress: Progress) -> None:
+        self.data = data
+        self._threads = threads
+        self._progress = progress
+        self._outputs: dict[ModelFormat, np.ndarray] = {}
+
+    def outputs(self, fmt: ModelFormat, fp32: bytes, *, backend: str) -> np.ndarray:
+        """The fp32 artifact ``fp32``'s outputs (computed on first call per format)."""
+        if fmt not in self._outputs:
+            self._outputs[fmt] = self.run(fp32, fmt, backend=backend, label="fp32")
+        return self._outputs[fmt]
+
+    def run(self, content: bytes, fmt: ModelFormat, *, backend: str, label: str) -> np.ndarray:
+        """Any artifact's outputs on the accuracy data."""
+        if self.data is None:
+            raise ValueError("no accuracy data to run the model on")
+        return outputs_of(
+            content,
+            self.data,
+            backend=backend,
+            threads=self._threads,
+            label=f"{label} ({fmt.value})",
+            progress=self._progress,
+        )
 
 
 def accuracy_of(

@@ -3,17 +3,24 @@
 The manifest lists every file with its SHA-256, so checking the manifest (and, later, its signature)
 is enough to trust the bundle. It is written by the converters and read by the runtime, which is why
 it lives in the shared core and imports nothing heavy.
+
+Schema 2 holds each artifact's build-time figures in the build report's own sections
+(:mod:`edgekit.figures`); manifests of schema 1 (one flat ``metrics`` object) are read as schema 2.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Literal
+import math
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
+from edgekit.figures import AccuracyFigures, LatencyFigures, SizeFigures
 from edgekit.values import FiniteInJson, Frozen, Sha256
-from edgekit.vocab import MetricName, ModelFormat, PruneKind, Quantization, SourceKind
+from edgekit.vocab import ModelFormat, PruneKind, Quantization, SourceKind
+
+MANIFEST_SCHEMA: Final = "edgekit.manifest/2"
 
 # Bundle files are plain names: no directories, no "..", nothing that escapes the bundle.
 FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
@@ -72,22 +79,15 @@ class SourceModel(Frozen):
 
 
 class BuildMetrics(Frozen):
-    """Build-time figures, kept so the fleet report can compare them with what boards measure."""
+    """Build-time figures, kept so the fleet report can compare them with what boards measure:
+    the build report's sections for this artifact."""
 
-    metric: MetricName | None
-    fp32: FiniteInJson | None
-    quantized: FiniteInJson | None
-    drop_pt: FiniteInJson | None
-    eval_samples: int
-    fp32_bytes: int
-    model_bytes: int
+    accuracy: AccuracyFigures
+    sizes: SizeFigures
+    latency: LatencyFigures
     macs: int
     params: int
-    est_latency_ms: FiniteInJson
     est_ram_mb: FiniteInJson
-    host_p50_ms_fp32: FiniteInJson | None = None
-    host_p50_ms: FiniteInJson | None = None
-    gzip_bytes: int | None = None
     # The metric on the bundle's own eval sample at build time: the board must reproduce it.
     eval_sample_value: FiniteInJson | None = None
 
@@ -134,7 +134,7 @@ class Manifest(Frozen):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    schema_id: Literal["edgekit.manifest/1"] = Field(default="edgekit.manifest/1", alias="schema")
+    schema_id: Literal["edgekit.manifest/2"] = Field(default=MANIFEST_SCHEMA, alias="schema")
     bundle_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     created_at: str
     edgekit_version: str
@@ -152,6 +152,13 @@ class Manifest(Frozen):
     eval_sample: FileName | None = None
     build_report: FileName | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_schema_1(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("schema") == "edgekit.manifest/1":
+            return upgrade_schema_1(data)
+        return data
+
     def artifact(self, file: str | None = None) -> Artifact:
         """The artifact named ``file``, or the preferred one."""
         wanted = file or self.preferred
@@ -163,3 +170,79 @@ class Manifest(Frozen):
     def to_json(self) -> str:
         """The manifest as it is written to ``manifest.json``."""
         return self.model_dump_json(by_alias=True, indent=2) + "\n"
+
+
+# manifest/1's flat per-artifact metrics: key -> (section, key) in manifest/2 ("" = top level).
+_SCHEMA_1_METRICS = {
+    "metric": ("accuracy", "metric"),
+    "fp32": ("accuracy", "fp32"),
+    "quantized": ("accuracy", "quantized"),
+    "drop_pt": ("accuracy", "drop_pt"),
+    "eval_samples": ("accuracy", "samples"),
+    "fp32_bytes": ("sizes", "fp32_bytes"),
+    "model_bytes": ("sizes", "model_bytes"),
+    "gzip_bytes": ("sizes", "gzip_bytes"),
+    "est_latency_ms": ("latency", "est_target_ms"),
+    "host_p50_ms": ("latency", "host_p50_ms"),
+    "host_p50_ms_fp32": ("latency", "host_p50_fp32_ms"),
+    "macs": ("", "macs"),
+    "params": ("", "params"),
+    "est_ram_mb": ("", "est_ram_mb"),
+    "eval_sample_value": ("", "eval_sample_value"),
+}
+# Figures manifest/1 did not record, or left out when unmeasured.
+_SCHEMA_1_UNKNOWN = {
+    "accuracy": {"data": None},
+    "sizes": {"fp32_gzip_bytes": None, "gzip_bytes": None, "gzip_ratio": None},
+    "latency": {
+        "est_target_fp32_ms": None,
+        "host_p50_ms": None,
+        "host_p50_fp32_ms": None,
+        "host_threads": None,
+    },
+}
+
+
+def upgrade_schema_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A manifest/1 document as manifest/2: each artifact's flat ``metrics`` split into the
+    figure sections. Moves keys only; validation then judges the values as usual (metrics with
+    an unknown key are left as they are, for validation to refuse)."""
+    upgraded = {**data, "schema": MANIFEST_SCHEMA}
+    artifacts = data.get("artifacts")
+    if isinstance(artifacts, list):
+        upgraded["artifacts"] = [
+            {**a, "metrics": _metrics_of_schema_1(a["metrics"])}
+            if isinstance(a, dict) and isinstance(a.get("metrics"), dict)
+            else a
+            for a in artifacts
+        ]
+    return upgraded
+
+
+def _metrics_of_schema_1(flat: dict[str, Any]) -> dict[str, Any]:
+    if not set(flat) <= set(_SCHEMA_1_METRICS):
+        return flat  # not schema 1's metrics: left for validation to refuse
+    sections: dict[str, dict[str, Any]] = {k: dict(v) for k, v in _SCHEMA_1_UNKNOWN.items()}
+    metrics: dict[str, Any] = {}
+    for key, value in flat.items():
+        section, name = _SCHEMA_1_METRICS[key]
+        (sections[section] if section else metrics)[name] = value
+    sizes, latency = sections["sizes"], sections["latency"]
+    if (ratio := _ratio(sizes.get("model_bytes"), sizes.get("fp32_bytes"))) is not None:
+        sizes["ratio"] = ratio
+    latency["host_ratio"] = _ratio(latency.get("host_p50_ms"), latency.get("host_p50_fp32_ms"))
+    return {**metrics, **sections}
+
+
+def _ratio(part: Any, whole: Any) -> float | None:
+    """part / whole for positive finite numbers, else None (validation reports bad values)."""
+    numbers = (int, float)
+    if not (isinstance(part, numbers) and isinstance(whole, numbers)):
+        return None
+    if isinstance(part, bool) or isinstance(whole, bool):
+        return None
+    try:
+        value = part / whole if whole > 0 else math.nan
+    except OverflowError:  # huge integers
+        return None
+    return value if math.isfinite(value) else None

@@ -128,12 +128,13 @@ class DeviceSession:
     def build_figures(self) -> BuildFigures:
         """The manifest's build-time figures for this artifact, to report beside measurements."""
         m = self.artifact.metrics
+        acc = m.accuracy
         return BuildFigures(
-            est_latency_ms=m.est_latency_ms,
-            metric=m.metric,
-            fp32=m.fp32,
-            quantized=m.eval_sample_value if m.eval_sample_value is not None else m.quantized,
-            model_bytes=m.model_bytes,
+            est_latency_ms=m.latency.est_target_ms,
+            metric=acc.metric,
+            fp32=acc.fp32,
+            quantized=m.eval_sample_value if m.eval_sample_value is not None else acc.quantized,
+            model_bytes=m.sizes.model_bytes,
         )
 
 

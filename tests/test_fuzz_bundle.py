@@ -43,6 +43,7 @@ from edgekit.bundle import (
     write_bundle,
 )
 from edgekit.errors import BundleError
+from edgekit.figures import AccuracyFigures, LatencyFigures, SizeFigures
 from edgekit.manifest import (
     Artifact,
     BuildMetrics,
@@ -72,8 +73,13 @@ BUNDLE_FILES = {
 def _manifest() -> Manifest:
     spec = TensorSpec(name="x", shape=(None, 4), dtype="float32")
     metrics = BuildMetrics(
-        metric="top1", fp32=90.0, quantized=89.5, drop_pt=0.5, eval_samples=10, fp32_bytes=4,
-        model_bytes=1, macs=8, params=4, est_latency_ms=0.1, est_ram_mb=1.0,
+        accuracy=AccuracyFigures(metric="top1", fp32=90.0, quantized=89.5, drop_pt=0.5,
+                                 samples=10, data="eval data"),
+        sizes=SizeFigures(fp32_bytes=4, model_bytes=1, ratio=0.25, fp32_gzip_bytes=4,
+                          gzip_bytes=1, gzip_ratio=0.25),
+        latency=LatencyFigures(est_target_ms=0.1, est_target_fp32_ms=0.2, host_p50_ms=None,
+                               host_p50_fp32_ms=None, host_ratio=None, host_threads=1),
+        macs=8, params=4, est_ram_mb=1.0,
     )  # fmt: skip
     return Manifest(
         bundle_id="m-fuzz-0",
@@ -226,8 +232,8 @@ def _listing(files: dict[str, Any]) -> dict[str, Any]:
     return {**MANIFEST, "files": files}
 
 
-def _metric(name: str, value: Any) -> dict[str, Any]:
-    return replaced(MANIFEST, ("artifacts", 0, "metrics", name), value)
+def _metric(section: str, name: str, value: Any) -> dict[str, Any]:
+    return replaced(MANIFEST, ("artifacts", 0, "metrics", section, name), value)
 
 
 @SLOW
@@ -239,8 +245,8 @@ def _metric(name: str, value: Any) -> dict[str, Any]:
 @example(case=({**MANIFEST, "preferred": "x" * 300}, _FILES, False, "none"))
 @example(case=(Raw("[" * 5000 + "]" * 5000), _FILES, False, "none"))
 # Found by this test: these read as inf, which to_json() writes as null.
-@example(case=(_metric("est_latency_ms", Raw("Infinity")), _FILES, False, "none"))
-@example(case=(_metric("fp32", Raw("1e400")), _FILES, False, "none"))
+@example(case=(_metric("latency", "est_target_ms", Raw("Infinity")), _FILES, False, "none"))
+@example(case=(_metric("accuracy", "fp32", Raw("1e400")), _FILES, False, "none"))
 # Found by this test: json.loads of a deeply nested manifest.sig raised RecursionError.
 @example(case=(MANIFEST, _FILES, False, Raw("[" * 16_000)))
 def test_mutated_manifest_reads_or_is_refused(

@@ -30,7 +30,7 @@ def build(
     model: Annotated[
         Path,
         typer.Argument(
-            help="Keras model: .keras, .h5, or a SavedModel directory.", show_default=False
+            help="Model: .keras, .h5, .onnx, or a SavedModel directory.", show_default=False
         ),
     ],
     profile: Annotated[
@@ -223,6 +223,10 @@ def _fmt(value: float | None, spec: str = ".2f", unit: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{unit}"
 
 
+def _kib(size: int | None) -> str:
+    return _fmt(None if size is None else size / 1024, ".1f")
+
+
 def _print_report(report: BuildReport) -> None:
     console = out_console()
     console.print(
@@ -237,6 +241,12 @@ def _print_report(report: BuildReport) -> None:
 
 
 def _print_artifact(console: Console, art: ArtifactReport, profile: str, title: str) -> None:
+    console.print(_summary(art, profile, title))
+    console.print(_op_table(art))
+    console.print(_check_table(art))
+
+
+def _summary(art: ArtifactReport, profile: str, title: str) -> Table:
     acc, sizes, lat = art.accuracy, art.sizes, art.latency
     summary = Table(title=title, show_header=False)
     summary.add_column(style="bold")
@@ -259,13 +269,13 @@ def _print_artifact(console: Console, art: ArtifactReport, profile: str, title: 
     summary.add_row(
         "size",
         f"fp32 {sizes.fp32_bytes / 1024:.1f} KiB -> {sizes.model_bytes / 1024:.1f} KiB "
-        f"({sizes.ratio:.2f}x); gzip {sizes.fp32_gzip_bytes / 1024:.1f} -> "
-        f"{sizes.gzip_bytes / 1024:.1f} KiB ({sizes.gzip_ratio:.2f}x)",
+        f"({sizes.ratio:.2f}x); gzip {_kib(sizes.fp32_gzip_bytes)} -> "
+        f"{_kib(sizes.gzip_bytes)} KiB ({_fmt(sizes.gzip_ratio)}x)",
     )
     summary.add_row("MACs / params", f"{art.macs:,} / {art.params:,}")
     summary.add_row(
         f"latency on {profile} (est.)",
-        f"fp32 {lat.est_target_fp32_ms:.3f} ms -> {lat.est_target_ms:.3f} ms",
+        f"fp32 {_fmt(lat.est_target_fp32_ms, '.3f')} ms -> {lat.est_target_ms:.3f} ms",
     )
     if lat.host_p50_ms is not None:
         summary.add_row(
@@ -273,22 +283,7 @@ def _print_artifact(console: Console, art: ArtifactReport, profile: str, title: 
             f"fp32 {_fmt(lat.host_p50_fp32_ms, '.3f')} ms -> {lat.host_p50_ms:.3f} ms "
             f"({_fmt(lat.host_ratio)}x)",
         )
-    if art.pruning is not None:
-        p = art.pruning
-        summary.add_row(
-            f"pruning ({p.kind}, {p.schedule})",
-            f"target {p.target:.0%}, artifact kernels {p.artifact_sparsity:.1%} zero; "
-            f"MACs {p.macs_before:,} -> {p.macs_after:,}; "
-            f"non-zero params {p.nonzero_params_after:,} of {p.params_after:,}",
-        )
-        if acc.pruned_fp32 is not None:
-            summary.add_row("pruned fp32", _fmt(acc.pruned_fp32, unit=" %"))
-        for attempt in p.attempts if len(p.attempts) > 1 else ():
-            summary.add_row(
-                f"  tried sparsity {attempt.sparsity:.2f}",
-                f"drop {_fmt(attempt.drop_pt)} pt, "
-                + ("within budget" if attempt.within_budget else "over budget"),
-            )
+    _add_pruning_rows(summary, art)
     if art.fallback is not None:
         fb = art.fallback
         summary.add_row(
@@ -297,17 +292,41 @@ def _print_artifact(console: Console, art: ArtifactReport, profile: str, title: 
             f"layer(s) float: {', '.join(fb.kept_float) or '-'}; "
             + ("budget met" if fb.met_budget else "budget NOT met (best mix shown)"),
         )
-    console.print(summary)
+    return summary
 
-    ops = Table(title=f"ops ({info.file})")
+
+def _add_pruning_rows(summary: Table, art: ArtifactReport) -> None:
+    p = art.pruning
+    if p is None:
+        return
+    summary.add_row(
+        f"pruning ({p.kind}, {p.schedule})",
+        f"target {p.target:.0%}, artifact kernels {p.artifact_sparsity:.1%} zero; "
+        f"MACs {p.macs_before:,} -> {p.macs_after:,}; "
+        f"non-zero params {p.nonzero_params_after:,} of {p.params_after:,}",
+    )
+    if art.accuracy.pruned_fp32 is not None:
+        summary.add_row("pruned fp32", _fmt(art.accuracy.pruned_fp32, unit=" %"))
+    for attempt in p.attempts if len(p.attempts) > 1 else ():
+        summary.add_row(
+            f"  tried sparsity {attempt.sparsity:.2f}",
+            f"drop {_fmt(attempt.drop_pt)} pt, "
+            + ("within budget" if attempt.within_budget else "over budget"),
+        )
+
+
+def _op_table(art: ArtifactReport) -> Table:
+    ops = Table(title=f"ops ({art.artifact.file})")
     for column in ("op", "precision", "count", "MACs"):
         ops.add_column(column, justify="right" if column in ("count", "MACs") else "left")
     for row in art.ops:
         style = "yellow" if row.precision == "float" else None
         ops.add_row(row.op, row.precision, str(row.count), f"{row.macs:,}", style=style)
-    console.print(ops)
+    return ops
 
-    checks = Table(title=f"budgets ({info.file})")
+
+def _check_table(art: ArtifactReport) -> Table:
+    checks = Table(title=f"budgets ({art.artifact.file})")
     for column in ("check", "value", "limit", "status", "detail"):
         checks.add_column(column)
     colors = {
@@ -323,4 +342,4 @@ def _print_artifact(console: Console, art: ArtifactReport, profile: str, title: 
             f"[{colors[check.status]}]{check.status}[/]",
             check.detail,
         )
-    console.print(checks)
+    return checks

@@ -1,0 +1,205 @@
+"""Candidates: artifacts a build could ship, each a frozen value with everything measured about it.
+
+A candidate is built from one exporter: quantized per the profile, compared with its format's
+fp32 baseline on the accuracy data and, when int8 misses the budget, rebuilt by the accuracy-aware
+fallback with the costliest layers kept float. Warnings are collected while it is built and frozen
+with it; measurements made later (host latency) give a new candidate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgekit.converters.fallback import FallbackOutcome, keep_layers_float
+from edgekit.converters.formats import ArtifactIO, Exporter, Quantized
+from edgekit.converters.model_stats import ModelStats
+from edgekit.converters.plan import BuildData, Plan
+from edgekit.converters.prune import PruneOutcome
+from edgekit.converters.validate import Accuracy, Reference, accuracy_of
+from edgekit.progress import Progress
+from edgekit.schema import LatencyStats
+from edgekit.vocab import CalibrationMethod, ModelFormat, Quantization
+
+# Samples the accuracy fallback compares layer by layer.
+RANKING_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A format's fp32 artifact of the unpruned model: what its candidates are compared with."""
+
+    format: ModelFormat
+    backend: str
+    content: bytes
+    stats: ModelStats
+    notes: tuple[str, ...]  # what loading and pre-processing changed
+
+    @classmethod
+    def of(cls, exporter: Exporter) -> Baseline:
+        """The baseline ``exporter`` makes."""
+        content = exporter.float_model()
+        return cls(exporter.format, exporter.backend, content, exporter.inspect(content),
+                   exporter.notes)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HostLatency:
+    """One-sample latency on the build machine: the fp32 baseline and the artifact."""
+
+    fp32: LatencyStats
+    artifact: LatencyStats
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One artifact of one format, validated."""
+
+    format: ModelFormat
+    file_name: str
+    backend: str
+    artifact: Quantized  # the bytes, the scheme, ops refused and layers kept float
+    io: ArtifactIO
+    stats: ModelStats
+    baseline: Baseline
+    calibration_method: CalibrationMethod | None
+    pruning: PruneOutcome | None = None
+    accuracy: Accuracy | None = None
+    fallback: FallbackOutcome | None = None
+    warnings: tuple[str, ...] = ()
+    host: HostLatency | None = None
+
+    @property
+    def content(self) -> bytes:
+        """The artifact's bytes, as the bundle holds them."""
+        return self.artifact.content
+
+    @property
+    def drop_pt(self) -> float:
+        """Accuracy lost against fp32 (infinite when it could not be measured as a drop)."""
+        acc = self.accuracy
+        return float("inf") if acc is None or acc.drop_pt is None else acc.drop_pt
+
+    def within(self, budget_pt: float) -> bool:
+        """True unless a measured accuracy drop exceeds ``budget_pt``."""
+        acc = self.accuracy
+        return acc is None or acc.drop_pt is None or acc.drop_pt <= budget_pt
+
+
+def build_candidate(
+    plan: Plan,
+    exporter: Exporter,
+    baseline: Baseline,
+    *,
+    pruning: PruneOutcome | None,
+    data: BuildData,
+    reference: Reference,
+    data_label: str,
+    progress: Progress,
+) -> Candidate:
+    """Quantize, validate and (when needed and possible) fall back, then freeze the result."""
+    build_cfg = plan.profile.build
+    quantized = exporter.quantize(build_cfg, data.calibration, progress=progress)
+    warnings: list[str] = []
+    if quantized.refused_ops:
+        warnings.append(
+            f"int8-only conversion refused {', '.join(quantized.refused_ops)}; kept in float"
+        )
+    accuracy: Accuracy | None = None
+    fallback: FallbackOutcome | None = None
+    if reference.data is None:
+        warnings.append("no --eval or --calibration data: accuracy was not measured")
+    else:
+        if data.evaluation is None:
+            warnings.append("no --eval data: accuracy is agreement with fp32 on calibration data")
+        quantized, accuracy, fallback, skipped = _validated(
+            plan, exporter, baseline, quantized, pruning=pruning, data=data,
+            reference=reference, data_label=data_label, progress=progress,
+        )  # fmt: skip
+        if skipped is not None:
+            warnings.append(f"accuracy fallback skipped: {skipped}")
+    stats = exporter.inspect(quantized.content)
+    if stats.float_ops and build_cfg.quantization is Quantization.INT8:
+        warnings.append("ops left in float in the int8 artifact: " + ", ".join(stats.float_ops))
+    return Candidate(
+        format=exporter.format,
+        file_name=exporter.file_name,
+        backend=exporter.backend,
+        artifact=quantized,
+        io=exporter.describe(quantized.content),
+        stats=stats,
+        baseline=baseline,
+        calibration_method=exporter.calibration_method(build_cfg, quantized.scheme),
+        pruning=pruning,
+        accuracy=accuracy,
+        fallback=fallback,
+        warnings=tuple(warnings),
+    )
+
+
+def _validated(
+    plan: Plan,
+    exporter: Exporter,
+    baseline: Baseline,
+    quantized: Quantized,
+    *,
+    pruning: PruneOutcome | None,
+    data: BuildData,
+    reference: Reference,
+    data_label: str,
+    progress: Progress,
+) -> tuple[Quantized, Accuracy, FallbackOutcome | None, str | None]:
+    """The artifact and its accuracy against fp32 (the fallback's, when it runs), the fallback's
+    outcome, and why the fallback was skipped when it was called for but could not help."""
+    assert reference.data is not None  # the caller checked
+    ref = reference.outputs(baseline.format, baseline.content, backend=baseline.backend)
+    pruned = None
+    if pruning is not None:
+        pruned = reference.run(exporter.float_model(), exporter.format, backend=exporter.backend,
+                               label="pruned fp32")  # fmt: skip
+
+    def evaluate(content: bytes) -> Accuracy:
+        test = reference.run(content, exporter.format, backend=exporter.backend, label="quantized")
+        assert reference.data is not None
+        return accuracy_of(ref, test, reference.data, data_label=data_label, pruned=pruned)
+
+    accuracy = evaluate(quantized.content)
+    if not _fallback_called_for(plan, quantized, accuracy):
+        return quantized, accuracy, None, None
+    obstacle = _fallback_obstacle(plan, exporter, accuracy)
+    if obstacle is not None:
+        return quantized, accuracy, None, obstacle
+    outcome = keep_layers_float(
+        exporter,
+        plan.profile.build,
+        data.calibration,
+        first=quantized,
+        first_accuracy=accuracy,
+        sample=reference.data.take(RANKING_SAMPLES),
+        evaluate=evaluate,
+        budget_pt=plan.budget_pt,
+        progress=progress,
+    )
+    return outcome.quantized, outcome.accuracy, outcome, None
+
+
+def _fallback_called_for(plan: Plan, quantized: Quantized, accuracy: Accuracy) -> bool:
+    """True when int8 missed the budget and the profile lets layers stay float."""
+    missed = accuracy.drop_pt is not None and accuracy.drop_pt > plan.budget_pt
+    return (
+        plan.fallback_enabled
+        and missed
+        and quantized.scheme is Quantization.INT8
+        and plan.profile.build.allow_float_fallback
+    )
+
+
+def _fallback_obstacle(plan: Plan, exporter: Exporter, accuracy: Accuracy) -> str | None:
+    """Why the fallback cannot help this artifact, or None when it may run."""
+    pruning_lost = (
+        accuracy.pruned_fp32 is not None
+        and accuracy.fp32 is not None
+        and accuracy.fp32 - accuracy.pruned_fp32 > plan.budget_pt
+    )
+    if pruning_lost:  # float layers cannot win back what pruning took
+        return "the pruned model misses the budget before quantization"
+    return exporter.keep_float_refusal(plan.profile.build)
