@@ -108,3 +108,49 @@ def test_bad_key_files(fashion_cnn, signed, tmp_path):
     assert_one_clear_error(result, "not an unencrypted PEM private key")
     with pytest.raises(BundleError, match="cannot read key file"):
         verify_bundle(signed, trust_key=tmp_path / "missing.pub")
+
+
+def _as_schema_1(metrics: dict) -> dict:
+    """An artifact's metrics as manifest/1 held them: one flat object."""
+    acc, sizes, lat = metrics["accuracy"], metrics["sizes"], metrics["latency"]
+    return {
+        "metric": acc["metric"],
+        "fp32": acc["fp32"],
+        "quantized": acc["quantized"],
+        "drop_pt": acc["drop_pt"],
+        "eval_samples": acc["samples"],
+        "fp32_bytes": sizes["fp32_bytes"],
+        "model_bytes": sizes["model_bytes"],
+        "macs": metrics["macs"],
+        "params": metrics["params"],
+        "est_latency_ms": lat["est_target_ms"],
+        "est_ram_mb": metrics["est_ram_mb"],
+        "host_p50_ms_fp32": lat["host_p50_fp32_ms"],
+        "host_p50_ms": lat["host_p50_ms"],
+        "gzip_bytes": sizes["gzip_bytes"],
+        "eval_sample_value": metrics["eval_sample_value"],
+    }
+
+
+def test_a_signed_schema_1_bundle_is_trusted_and_runs(signed, keys, tmp_path):
+    """A bundle built before manifest/2, signed over its own bytes, still verifies and runs, and
+    the board reports the same build figures from it."""
+    from edgekit.signing import load_private_key, signature_file
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(signed, copy)
+    doc = json.loads((copy / "manifest.json").read_text())
+    assert doc["schema"] == "edgekit.manifest/2"
+    doc["schema"] = "edgekit.manifest/1"
+    for artifact in doc["artifacts"]:
+        artifact["metrics"] = _as_schema_1(artifact["metrics"])
+    raw = (json.dumps(doc, indent=2) + "\n").encode()
+    (copy / "manifest.json").write_bytes(raw)
+    (copy / "manifest.sig").write_bytes(signature_file(raw, load_private_key(keys["key"])))
+    old = DeviceSession.open(copy, trust_key=keys["pub"])
+    new = DeviceSession.open(signed, trust_key=keys["pub"])
+    assert old.build_figures() == new.build_figures()
+    assert old.accuracy() == new.accuracy()
+    assert old.artifact.metrics.accuracy.quantized == new.artifact.metrics.accuracy.quantized
+    ok = run_edgekit("verify", copy, "--trust-key", keys["pub"])
+    assert ok.returncode == 0, ok.stderr
