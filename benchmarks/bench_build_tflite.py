@@ -119,8 +119,8 @@ def main() -> None:
     )
     print(f"machine: {machine()}")
     print(
-        f"model: {model.count_params():,} params, {report.macs:,} MACs; edgekit status "
-        f"{report.status}, float ops: {', '.join(report.float_ops) or 'none'}\n"
+        f"model: {model.count_params():,} params, {report.primary.macs:,} MACs; edgekit status "
+        f"{report.status}, float ops: {', '.join(report.primary.float_ops) or 'none'}\n"
     )
     head = "| tool | top-1 fp32 | top-1 int8 | drop (pt) | size fp32 (KiB) | size int8 (KiB) |"
     head += "".join(f" p50 fp32 / int8 ms ({t} thr) | int8/fp32 ({t} thr) |" for t in args.threads)

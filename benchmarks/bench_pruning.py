@@ -56,7 +56,7 @@ def _build(model: Path, tmp: Path, name: str, **options):
             **options,
         )
     )
-    return report, (out / "model.tflite").read_bytes()
+    return report.artifact("tflite"), (out / "model.tflite").read_bytes()
 
 
 def _write_data(tmp: Path, split, size: int | None = None) -> None:
