@@ -15,7 +15,8 @@ from edgekit.converters.formats import ArtifactIO, Exporter, Quantized
 from edgekit.converters.model_stats import ModelStats
 from edgekit.converters.plan import BuildData, Plan
 from edgekit.converters.prune import PruneOutcome
-from edgekit.converters.validate import Accuracy, Reference, accuracy_of
+from edgekit.converters.validate import Reference, accuracy_of
+from edgekit.figures import AccuracyFigures
 from edgekit.progress import Progress
 from edgekit.schema import LatencyStats
 from edgekit.vocab import CalibrationMethod, ModelFormat, Quantization
@@ -63,7 +64,7 @@ class Candidate:
     baseline: Baseline
     calibration_method: CalibrationMethod | None
     pruning: PruneOutcome | None = None
-    accuracy: Accuracy | None = None
+    accuracy: AccuracyFigures | None = None
     fallback: FallbackOutcome | None = None
     warnings: tuple[str, ...] = ()
     host: HostLatency | None = None
@@ -104,7 +105,7 @@ def build_candidate(
         warnings.append(
             f"int8-only conversion refused {', '.join(quantized.refused_ops)}; kept in float"
         )
-    accuracy: Accuracy | None = None
+    accuracy: AccuracyFigures | None = None
     fallback: FallbackOutcome | None = None
     if reference.data is None:
         warnings.append("no --eval or --calibration data: accuracy was not measured")
@@ -147,7 +148,7 @@ def _validated(
     reference: Reference,
     data_label: str,
     progress: Progress,
-) -> tuple[Quantized, Accuracy, FallbackOutcome | None, str | None]:
+) -> tuple[Quantized, AccuracyFigures, FallbackOutcome | None, str | None]:
     """The artifact and its accuracy against fp32 (the fallback's, when it runs), the fallback's
     outcome, and why the fallback was skipped when it was called for but could not help."""
     assert reference.data is not None  # the caller checked
@@ -157,7 +158,7 @@ def _validated(
         pruned = reference.run(exporter.float_model(), exporter.format, backend=exporter.backend,
                                label="pruned fp32")  # fmt: skip
 
-    def evaluate(content: bytes) -> Accuracy:
+    def evaluate(content: bytes) -> AccuracyFigures:
         test = reference.run(content, exporter.format, backend=exporter.backend, label="quantized")
         assert reference.data is not None
         return accuracy_of(ref, test, reference.data, data_label=data_label, pruned=pruned)
@@ -182,7 +183,7 @@ def _validated(
     return outcome.quantized, outcome.accuracy, outcome, None
 
 
-def _fallback_called_for(plan: Plan, quantized: Quantized, accuracy: Accuracy) -> bool:
+def _fallback_called_for(plan: Plan, quantized: Quantized, accuracy: AccuracyFigures) -> bool:
     """True when int8 missed the budget and the profile lets layers stay float."""
     missed = accuracy.drop_pt is not None and accuracy.drop_pt > plan.budget_pt
     return (
@@ -193,7 +194,7 @@ def _fallback_called_for(plan: Plan, quantized: Quantized, accuracy: Accuracy) -
     )
 
 
-def _fallback_obstacle(plan: Plan, exporter: Exporter, accuracy: Accuracy) -> str | None:
+def _fallback_obstacle(plan: Plan, exporter: Exporter, accuracy: AccuracyFigures) -> str | None:
     """Why the fallback cannot help this artifact, or None when it may run."""
     pruning_lost = (
         accuracy.pruned_fp32 is not None

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgekit.converters.formats import Exporter, LayerCost, Quantized
-from edgekit.converters.validate import Accuracy
 from edgekit.datasets import LabelledData
+from edgekit.figures import AccuracyFigures
 from edgekit.profiles import Build
 from edgekit.progress import Progress, SilentProgress
 
@@ -31,7 +31,7 @@ class FallbackOutcome:
     """The chosen artifact, its accuracy, and how it was found."""
 
     quantized: Quantized
-    accuracy: Accuracy
+    accuracy: AccuracyFigures
     ranking: tuple[LayerCost, ...]
     steps: tuple[FallbackStep, ...]
     met: bool
@@ -56,9 +56,9 @@ def keep_layers_float(
     calibration: LabelledData | None,
     *,
     first: Quantized,
-    first_accuracy: Accuracy,
+    first_accuracy: AccuracyFigures,
     sample: LabelledData,
-    evaluate: Callable[[bytes], Accuracy],
+    evaluate: Callable[[bytes], AccuracyFigures],
     budget_pt: float,
     progress: Progress | None = None,
 ) -> FallbackOutcome:

@@ -17,6 +17,11 @@ from edgekit.manifest import ProfileRef
 from edgekit.profiles import DeviceProfile
 from edgekit.vocab import BuildStatus
 
+# The accuracy section of an artifact built without --eval or --calibration data.
+NOT_MEASURED = AccuracyFigures(
+    metric=None, fp32=None, quantized=None, drop_pt=None, samples=0, data=None
+)
+
 
 def assemble_report(
     plan: Plan,
@@ -79,7 +84,7 @@ def _artifact_report(
             output_dtype=candidate.io.outputs[0].dtype,
             calibration_method=candidate.calibration_method,
         ),
-        accuracy=_accuracy_figures(candidate),
+        accuracy=candidate.accuracy or NOT_MEASURED,
         sizes=_size_figures(candidate),
         latency=_latency_figures(candidate, est_ms, plan),
         macs=stats.macs,
@@ -101,16 +106,6 @@ def _artifact_report(
 def _check_row(check: Check) -> rpt.CheckRow:
     return rpt.CheckRow(name=check.name, value=check.value, limit=check.limit, unit=check.unit,
                         status=check.status, detail=check.detail)  # fmt: skip
-
-
-def _accuracy_figures(candidate: Candidate) -> AccuracyFigures:
-    acc = candidate.accuracy
-    if acc is None:
-        return AccuracyFigures(metric=None, fp32=None, quantized=None, drop_pt=None, samples=0,
-                               data=None)  # fmt: skip
-    return AccuracyFigures(metric=acc.metric, fp32=acc.fp32, quantized=acc.quantized,
-                           drop_pt=acc.drop_pt, samples=acc.samples, data=acc.data,
-                           pruned_fp32=acc.pruned_fp32)  # fmt: skip
 
 
 def _size_figures(candidate: Candidate) -> SizeFigures:

@@ -8,29 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from edgekit import metrics
 from edgekit.datasets import LabelledData
+from edgekit.figures import AccuracyFigures
 from edgekit.progress import Progress, SilentProgress
 from edgekit.runtime import Predictor, measure_latency, open_backend, to_model_dtype
 from edgekit.schema import LatencyStats
-from edgekit.vocab import MetricName, ModelFormat
-
-
-@dataclass(frozen=True)
-class Accuracy:
-    """How an artifact compares with the fp32 baseline on the same data."""
-
-    metric: MetricName
-    fp32: float | None
-    quantized: float
-    drop_pt: float | None  # percentage points lost; None for SQNR, which has no "drop"
-    samples: int
-    data: str  # which data it was measured on
-    pruned_fp32: float | None = None  # the pruned model before quantization, when pruned
+from edgekit.vocab import ModelFormat
 
 
 def outputs_of(
@@ -86,9 +73,10 @@ def accuracy_of(
     *,
     data_label: str,
     pruned: np.ndarray | None = None,
-) -> Accuracy:
+) -> AccuracyFigures:
     """Top-1 against labels, or top-1 agreement with fp32, or SQNR for non-classifiers: the
-    same metric the board computes (:func:`edgekit.metrics.score`), plus the fp32 baseline."""
+    same metric the board computes (:func:`edgekit.metrics.score`), plus the fp32 baseline; as
+    the build report and the manifest hold it."""
     scored = metrics.score(test, labels=data.y, reference=reference)
     assert scored is not None  # a reference is given, so some metric always applies
     name, quantized = scored
@@ -102,7 +90,8 @@ def accuracy_of(
         pruned_scored = metrics.score(pruned, labels=data.y, reference=reference)
         mid = None if pruned_scored is None else pruned_scored[1]
     drop = None if fp32 is None else fp32 - quantized
-    return Accuracy(name, fp32, quantized, drop, len(data), data_label, mid)
+    return AccuracyFigures(metric=name, fp32=fp32, quantized=quantized, drop_pt=drop,
+                           samples=len(data), data=data_label, pruned_fp32=mid)  # fmt: skip
 
 
 def host_latency(
