@@ -36,6 +36,21 @@ class Quantized:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One way an exporter quantizes a model: a candidate worth measuring.
+
+    ``key`` is the exporter's own name for it (only the exporter interprets it), ``label`` what
+    reports show, ``file_name`` the file it ships as. The first variant an exporter lists is the
+    profile's own scheme; the others are what can run faster on real CPUs.
+    """
+
+    key: str
+    label: str
+    scheme: Quantization
+    file_name: str
+
+
+@dataclass(frozen=True)
 class ArtifactIO:
     """An artifact's inputs and outputs, read once from the interpreter that will run it."""
 
@@ -84,15 +99,21 @@ class Exporter(Protocol):
         """The fp32 artifact."""
         ...
 
+    def variants(self, build: Build) -> tuple[Variant, ...]:
+        """The quantized candidates worth measuring under ``build``: the profile's scheme first."""
+        ...
+
     def quantize(
         self,
         build: Build,
         calibration: LabelledData | None,
         *,
+        variant: Variant | None = None,
         keep_float: Sequence[str] = (),
         progress: Progress | None = None,
     ) -> Quantized:
-        """The artifact per the profile's build section, with ``keep_float`` layers left float."""
+        """The artifact per ``variant`` (default: the profile's scheme), with ``keep_float``
+        layers left float."""
         ...
 
     def inspect(self, content: bytes) -> ModelStats:

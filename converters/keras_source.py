@@ -86,7 +86,7 @@ class KerasSource:
             raise cannot_become(self, fmt)
         if fmt is ModelFormat.TFLITE:
             return TFLiteExporter(self.saved_model_dir)
-        return OnnxExporter(keras_to_onnx(self.path, work_dir))
+        return OnnxExporter(keras_to_onnx(self.path, work_dir), work_dir=work_dir)
 
     def prune(
         self,

@@ -16,6 +16,7 @@ from edgekit.converters.formats import (
     GraphNode,
     LayerCost,
     Quantized,
+    Variant,
     channel_sqnr_db,
     describe_in_runtime,
     rank_by_sqnr_loss,
@@ -28,13 +29,20 @@ from edgekit.converters.onnx_model import (
     preprocess,
     upgrade_for_quantization,
 )
-from edgekit.converters.onnx_quantize import quantize_onnx
+from edgekit.converters.onnx_quantize import QdqOptions, quantize_onnx
 from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError
 from edgekit.profiles import Build
 from edgekit.progress import Progress, SilentProgress
 from edgekit.vocab import CalibrationMethod, ModelFormat, Quantization
 
+# Static int8 variants: (unsigned activations, per-channel weights) -> (key, label).
+_VARIANTS: dict[tuple[bool, bool], tuple[str, str]] = {
+    (False, True): ("s8s8-pc", "int8 QDQ S8S8 per-channel"),
+    (True, True): ("u8s8-pc", "int8 QDQ U8S8 per-channel"),
+    (False, False): ("s8s8-pt", "int8 QDQ S8S8 per-tensor"),
+    (True, False): ("u8s8-pt", "int8 QDQ U8S8 per-tensor"),
+}
 # Keeping these float would not win accuracy back: they only move data.
 _NOT_CANDIDATES = DATA_MOVEMENT_OPS | {"MaxPool", "Constant"}
 
@@ -46,8 +54,11 @@ class OnnxExporter:
     file_name = "model.onnx"
     backend = "onnxruntime"
 
-    def __init__(self, model: OnnxModel) -> None:
+    def __init__(self, model: OnnxModel, *, work_dir: Path | None = None) -> None:
         self.model = preprocess(upgrade_for_quantization(name_nodes(model)))
+        # Activation ranges, computed by the first static quantization and reused by the rest.
+        self._cache_dir = tempfile.TemporaryDirectory(prefix="edgekit-calib-", dir=work_dir)
+        self._calibration_cache = Path(self._cache_dir.name) / "ranges.json"
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -68,16 +79,43 @@ class OnnxExporter:
     def keep_float_refusal(self, build: Build) -> str | None:
         return None  # the QDQ quantizer excludes nodes by name whatever the I/O dtypes
 
+    def variants(self, build: Build) -> tuple[Variant, ...]:
+        """The profile's scheme, then for static int8 the activation signedness and weight
+        granularity it did not ask for: ORT's integer kernels differ by CPU (x86 prefers
+        unsigned activations), and per-tensor weights let more depthwise convolutions fuse."""
+        scheme = build.quantization
+        primary = _VARIANTS[(False, build.per_channel)]
+        if scheme is not Quantization.INT8:
+            return (Variant(scheme.value, scheme.value, scheme, self.file_name),)
+        others = [key for key in _VARIANTS if key != (False, build.per_channel)]
+        return tuple(
+            Variant(key, label, Quantization.INT8,
+                    self.file_name if key == primary[0] else f"model.{key}.onnx")
+            for key, label in (primary, *(_VARIANTS[k] for k in others))
+        )  # fmt: skip
+
     def quantize(
         self,
         build: Build,
         calibration: LabelledData | None,
         *,
+        variant: Variant | None = None,
         keep_float: Sequence[str] = (),
         progress: Progress | None = None,
     ) -> Quantized:
+        options = None
+        if variant is not None and variant.scheme is Quantization.INT8:
+            unsigned, per_channel = next(k for k, v in _VARIANTS.items() if v[0] == variant.key)
+            options = QdqOptions(unsigned_activations=unsigned, per_channel=per_channel)
         artifact = quantize_onnx(
-            self.model, build, calibration=calibration, exclude=tuple(keep_float), progress=progress
+            self.model,
+            build,
+            calibration=calibration,
+            scheme=None if variant is None else variant.scheme,
+            options=options,
+            exclude=tuple(keep_float),
+            calibration_cache=self._calibration_cache,
+            progress=progress,
         )
         return Quantized(
             content=artifact.content, scheme=artifact.scheme, kept_float=tuple(keep_float)

@@ -1,8 +1,11 @@
 """ONNX quantization with ONNX Runtime's own quantizer, nothing re-implemented.
 
-Static int8 is ``quantize_static`` in QDQ format with signed int8 activations and weights
-(S8S8), per-channel weights unless the profile says otherwise, and the profile's calibration
-method (MinMax, Entropy, Percentile). Dynamic int8 is ``quantize_dynamic``.
+Static int8 is ``quantize_static`` in QDQ format: signed int8 weights, signed (S8S8) or unsigned
+(U8S8) activations, per-channel or per-tensor weights, and the profile's calibration method
+(MinMax, Entropy, Percentile). Which of these ONNX Runtime runs fastest depends on the CPU (x86
+integer kernels want unsigned activations), so the build measures them; calibration runs once
+and every variant reuses its ranges (``calibration_cache_path``). Dynamic int8 is
+``quantize_dynamic``.
 """
 
 from __future__ import annotations
@@ -36,19 +39,33 @@ class OnnxArtifact:
     excluded_nodes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class QdqOptions:
+    """How a static QDQ model is quantized: activation signedness and weight granularity."""
+
+    unsigned_activations: bool = False
+    per_channel: bool = True
+
+
 def quantize_onnx(
     model: OnnxModel,
     build: Build,
     *,
     calibration: LabelledData | None,
+    scheme: Quantization | None = None,
+    options: QdqOptions | None = None,
     exclude: tuple[str, ...] = (),
+    calibration_cache: Path | None = None,
     progress: Progress | None = None,
 ) -> OnnxArtifact:
-    """Quantize a pre-processed model per the profile's ``build`` section.
+    """Quantize a pre-processed model per the profile's ``build`` section (``scheme`` and
+    ``options`` override it).
 
-    ``exclude`` names nodes to keep in float (the accuracy-aware fallback uses it).
+    ``exclude`` names nodes to keep in float (the fallbacks use it). With ``calibration_cache``
+    (a file path), activation ranges are computed once and read back by later calls.
     """
-    scheme = build.quantization
+    scheme = scheme or build.quantization
+    options = options or QdqOptions(per_channel=build.per_channel)
     if scheme is Quantization.NONE:
         return OnnxArtifact(content=model.serialized(), scheme=scheme)
     if scheme is Quantization.FP16:
@@ -65,26 +82,36 @@ def quantize_onnx(
                 q.quantize_dynamic(
                     str(src),
                     str(dst),
-                    per_channel=build.per_channel,
+                    per_channel=options.per_channel,
                     weight_type=q.QuantType.QInt8,
                     nodes_to_exclude=list(exclude),
                 )
             else:
                 if calibration is None or len(calibration) == 0:
                     raise DataError("int8 quantization needs calibration data: pass --calibration")
+                cached = calibration_cache is not None and calibration_cache.is_file()
+                label = "Quantizing (ONNX)" if cached else "Calibrating (ONNX, "
+                label += "" if cached else f"{build.calibration_method.value})"
                 with (progress or SilentProgress()).task(
-                    f"Calibrating (ONNX, {build.calibration_method.value})", total=len(calibration)
+                    label, total=0 if cached else len(calibration)
                 ) as task:
                     q.quantize_static(
                         str(src),
                         str(dst),
                         _Reader(model, calibration, task),
                         quant_format=q.QuantFormat.QDQ,
-                        activation_type=q.QuantType.QInt8,
+                        activation_type=(
+                            q.QuantType.QUInt8
+                            if options.unsigned_activations
+                            else q.QuantType.QInt8
+                        ),
                         weight_type=q.QuantType.QInt8,
-                        per_channel=build.per_channel,
+                        per_channel=options.per_channel,
                         calibrate_method=_method(q, build.calibration_method),
                         nodes_to_exclude=list(exclude),
+                        calibration_cache_path=(
+                            None if calibration_cache is None else str(calibration_cache)
+                        ),
                     )
         except (DataError, ConversionError):
             raise

@@ -62,7 +62,7 @@ class OnnxSource:
     def exporter(self, fmt: ModelFormat, *, work_dir: Path) -> Exporter:
         if self.refusal(fmt) is not None:
             raise cannot_become(self, fmt)
-        return OnnxExporter(self.model)
+        return OnnxExporter(self.model, work_dir=work_dir)
 
     def prune(
         self,

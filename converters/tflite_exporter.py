@@ -23,6 +23,7 @@ from edgekit.converters.formats import (
     GraphNode,
     LayerCost,
     Quantized,
+    Variant,
     channel_sqnr_db,
     describe_in_runtime,
     rank_by_sqnr_loss,
@@ -36,6 +37,12 @@ from edgekit.profiles import Build
 from edgekit.progress import Progress, SilentProgress
 from edgekit.vocab import CalibrationMethod, IODtype, ModelFormat, Quantization
 
+_LABELS = {
+    Quantization.INT8: "int8 full-integer",
+    Quantization.DYNAMIC: "dynamic-range (int8 weights)",
+    Quantization.FP16: "fp16 weights",
+    Quantization.NONE: "fp32",
+}
 # Keeping these float would not win accuracy back: they only move data.
 _NOT_CANDIDATES = DATA_MOVEMENT_OPS | {"MAX_POOL_2D"}
 
@@ -75,16 +82,28 @@ class TFLiteExporter:
         # The QuantizationDebugger that keeps layers float only produces float I/O models.
         return None if floats else "keeping layers float needs float I/O"
 
+    def variants(self, build: Build) -> tuple[Variant, ...]:
+        """The profile's scheme, then, where the profile lets ops run in float with float I/O,
+        dynamic-range (int8 weights, float activations) and fp16 weights."""
+        primary = Variant(build.quantization.value, _LABELS[build.quantization],
+                          build.quantization, self.file_name)  # fmt: skip
+        if not build.allow_float_fallback or self.keep_float_refusal(build) is not None:
+            return (primary,)
+        others = [s for s in (Quantization.DYNAMIC, Quantization.FP16) if s != build.quantization]
+        return (primary, *(Variant(s.value, _LABELS[s], s, f"model.{s.value}.tflite")
+                           for s in others))  # fmt: skip
+
     def quantize(
         self,
         build: Build,
         calibration: LabelledData | None,
         *,
+        variant: Variant | None = None,
         keep_float: Sequence[str] = (),
         progress: Progress | None = None,
     ) -> Quantized:
         progress = progress or SilentProgress()
-        scheme = build.quantization
+        scheme = build.quantization if variant is None else variant.scheme
         if scheme is Quantization.NONE:
             return Quantized(content=self.float_model(), scheme=scheme)
         tf = tensorflow()

@@ -26,6 +26,7 @@ class SourceKind(StrEnum):
     H5 = "h5"
     SAVED_MODEL = "saved_model"
     ONNX = "onnx"
+    PYTORCH = "pytorch"  # a torch.export program (.pt2) or an nn.Module given in Python
 
 
 class Quantization(StrEnum):
@@ -101,6 +102,13 @@ class MqttVersion(StrEnum):
 
     V5 = "5"
     V311 = "3.1.1"
+
+
+class StreamRetention(StrEnum):
+    """When the collector's JetStream stream lets go of a message."""
+
+    LIMITS = "limits"  # kept until max age or size, acknowledged or not (replayable)
+    WORKQUEUE = "workqueue"  # removed once the collectors acknowledge it
 
 
 class DeviceStatus(StrEnum):
