@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgekit.converters.model_stats import ModelStats
+from edgekit.figures import EstimateInputs
 from edgekit.profiles import DeviceProfile, Throughput
 from edgekit.vocab import BackendName, ModelFormat
 
@@ -32,35 +33,26 @@ class Estimate:
         return self.ms is not None
 
 
-@dataclass(frozen=True)
-class EstimateInputs:
-    """What an estimate is computed from (kept, so the fleet's measurements can refit it)."""
+def estimate_inputs(stats: ModelStats) -> EstimateInputs:
+    """What an estimate of an artifact is computed from, read off its op table."""
+    integer = [op for op in stats.ops if op.precision in ("int8", "int16")]
+    return EstimateInputs(
+        int8_macs=sum(op.macs for op in integer if not op.depthwise),
+        int8_depthwise_macs=sum(op.macs for op in integer if op.depthwise),
+        float_macs=stats.float_macs,
+        ops=len(stats.ops),
+    )
 
-    int8_macs: int
-    int8_depthwise_macs: int
-    float_macs: int
-    ops: int
 
-    @classmethod
-    def of(cls, stats: ModelStats) -> EstimateInputs:
-        """The figures of an artifact's op table."""
-        integer = [op for op in stats.ops if op.precision in ("int8", "int16")]
-        return cls(
-            int8_macs=sum(op.macs for op in integer if not op.depthwise),
-            int8_depthwise_macs=sum(op.macs for op in integer if op.depthwise),
-            float_macs=stats.float_macs,
-            ops=len(stats.ops),
-        )
-
-    def ms_with(self, figures: Throughput) -> float:
-        """The latency these figures predict, in ms."""
-        depthwise = figures.int8_depthwise_gmacs or figures.int8_gmacs
-        compute_s = (
-            self.int8_macs / (figures.int8_gmacs * 1e9)
-            + self.int8_depthwise_macs / (depthwise * 1e9)
-            + self.float_macs / (figures.fp32_gmacs * 1e9)
-        )
-        return compute_s * 1e3 + self.ops * figures.op_overhead_us / 1e3
+def predicted_ms(inputs: EstimateInputs, figures: Throughput) -> float:
+    """The latency ``figures`` predict for an artifact with these ``inputs``, in ms."""
+    depthwise = figures.int8_depthwise_gmacs or figures.int8_gmacs
+    compute_s = (
+        inputs.int8_macs / (figures.int8_gmacs * 1e9)
+        + inputs.int8_depthwise_macs / (depthwise * 1e9)
+        + inputs.float_macs / (figures.fp32_gmacs * 1e9)
+    )
+    return compute_s * 1e3 + inputs.ops * figures.op_overhead_us / 1e3
 
 
 def board_runtime(profile: DeviceProfile, fmt: ModelFormat) -> BackendName:
@@ -80,4 +72,4 @@ def estimate_latency(stats: ModelStats, profile: DeviceProfile, fmt: ModelFormat
     if stats.uncounted_ops:
         ops = ", ".join(stats.uncounted_ops)
         return Estimate(runtime, None, f"the MACs of {ops} cannot be read from the artifact")
-    return Estimate(runtime, EstimateInputs.of(stats).ms_with(figures))
+    return Estimate(runtime, predicted_ms(estimate_inputs(stats), figures))

@@ -9,7 +9,7 @@ schema 2; a build always fills them.
 from __future__ import annotations
 
 from edgekit.values import FiniteInJson, Frozen
-from edgekit.vocab import MetricName
+from edgekit.vocab import BackendName, MetricName
 
 
 class AccuracyFigures(Frozen):
@@ -37,11 +37,31 @@ class SizeFigures(Frozen):
 
 
 class LatencyFigures(Frozen):
-    """Estimates on the target from the profile, and p50 measured on the build host."""
+    """Estimates on the target from the profile, and p50 measured on the build host.
 
-    est_target_ms: FiniteInJson
+    An estimate is None when the profile has no figures for the runtime that runs the artifact
+    on the board, or when the artifact hides MACs (loops): unknown, never a pass.
+    """
+
+    est_target_ms: FiniteInJson | None
     est_target_fp32_ms: FiniteInJson | None  # None in manifest/1
     host_p50_ms: FiniteInJson | None
     host_p50_fp32_ms: FiniteInJson | None
     host_ratio: FiniteInJson | None
     host_threads: int | None  # None in manifest/1
+    # The runtime whose figures made the estimate, or why there is none.
+    est_runtime: BackendName | None = None
+    est_unknown: str | None = None
+    # Half-width of the 95 % interval of the host p50, and the host p90 (the spread).
+    host_p50_ci_ms: FiniteInJson | None = None
+    host_p90_ms: FiniteInJson | None = None
+
+
+class EstimateInputs(Frozen):
+    """What a latency estimate was computed from: the fleet's measurements refit the profile's
+    figures against these (``edgekit profiles calibrate``)."""
+
+    int8_macs: int
+    int8_depthwise_macs: int
+    float_macs: int
+    ops: int

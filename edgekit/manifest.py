@@ -16,9 +16,9 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from edgekit.figures import AccuracyFigures, LatencyFigures, SizeFigures
+from edgekit.figures import AccuracyFigures, EstimateInputs, LatencyFigures, SizeFigures
 from edgekit.values import FiniteInJson, Frozen, Sha256
-from edgekit.vocab import ModelFormat, PruneKind, Quantization, SourceKind
+from edgekit.vocab import ModelFormat, PruneKind, Quantization, SelectionSite, SourceKind
 
 MANIFEST_SCHEMA: Final = "edgekit.manifest/2"
 
@@ -90,6 +90,11 @@ class BuildMetrics(Frozen):
     est_ram_mb: FiniteInJson
     # The metric on the bundle's own eval sample at build time: the board must reproduce it.
     eval_sample_value: FiniteInJson | None = None
+    # fp32 and this artifact on the bundle's eval sample: the pair shown beside what boards
+    # measure on the same samples (None before edgekit 0.2).
+    sample_accuracy: AccuracyFigures | None = None
+    # What the latency estimate was computed from (None before edgekit 0.2).
+    estimate_inputs: EstimateInputs | None = None
 
 
 class PruningInfo(Frozen):
@@ -119,6 +124,8 @@ class Artifact(Frozen):
     pruning: PruningInfo | None = None
     # Layers the accuracy-aware fallback kept in float.
     kept_float: tuple[str, ...] = ()
+    # How it was quantized, as the build report names the candidate ("int8 QDQ U8S8 per-channel").
+    variant: str | None = None
 
 
 class RuntimeHints(Frozen):
@@ -127,6 +134,8 @@ class RuntimeHints(Frozen):
     backend: str
     threads: Annotated[int, Field(ge=1)]
     delegate: str = "none"
+    # The accuracy a candidate may lose against fp32 on the eval sample when the board chooses.
+    max_accuracy_drop_pt: FiniteInJson | None = None
 
 
 class Manifest(Frozen):
@@ -151,6 +160,9 @@ class Manifest(Frozen):
     budget_override: bool = False
     eval_sample: FileName | None = None
     build_report: FileName | None = None
+    # "board": the artifacts are candidates the board measures to pick the fastest; "host": the
+    # build chose, run the preferred one.
+    selection: SelectionSite = SelectionSite.HOST
 
     @model_validator(mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from edgekit.vocab import (
     ModelFormat,
     PruneKind,
     Quantization,
+    SelectionSite,
 )
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -92,6 +93,11 @@ class Build:
     # Ops the board cannot run (e.g. outside the Edge TPU compiler's list); found in the artifact
     # they fail the build's checks.
     unsupported_ops: tuple[str, ...] = ()
+    # Where the fastest candidate is chosen: "host" where the build machine stands for the board
+    # (x86-64), else "board": the bundle carries the best `ship_candidates` by estimate and the
+    # board measures them at first start.
+    choose_on: SelectionSite = SelectionSite.BOARD
+    ship_candidates: Annotated[int, Field(ge=1, le=8)] = 2
 
 
 @dataclass(config=_STRICT)
@@ -111,6 +117,8 @@ class Budgets:
     max_model_mb: Positive
     max_ram_mb: Positive
     max_latency_ms: Positive
+    # What the whole bundle (artifacts, eval sample, report) may take on the board's storage.
+    max_bundle_mb: Positive | None = None
 
 
 @dataclass(config=_STRICT)

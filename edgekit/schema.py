@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, ValidationError
 
 from edgekit.errors import PayloadError
+from edgekit.figures import EstimateInputs
 from edgekit.values import FiniteInJson, Frozen, Sha256
 from edgekit.vocab import BackendName, MetricName, ModelFormat
 
@@ -60,13 +61,41 @@ class AccuracyResult(Frozen):
 
 
 class BuildFigures(Frozen):
-    """Build-time figures from the manifest, so reports compare estimate and measurement."""
+    """Build-time figures from the manifest, so reports compare estimate and measurement.
 
-    est_latency_ms: NonNegative
+    ``fp32`` and ``quantized`` were measured at build time on the bundle's eval sample, the
+    samples the board scores too (``samples`` of them; absent in reports from edgekit 0.1, whose
+    figures came from all the build's eval data). ``est_latency_ms`` is None when the estimate is
+    unknown.
+    """
+
+    est_latency_ms: NonNegative | None
     metric: MetricName | None = None
     fp32: Finite | None = None
     quantized: Finite | None = None
     model_bytes: Annotated[int, Field(ge=0)]
+    samples: Annotated[int, Field(ge=1)] | None = None
+    variant: Annotated[str, StringConstraints(max_length=64)] | None = None
+    estimate_inputs: EstimateInputs | None = None
+
+
+class CandidateResult(Frozen):
+    """One candidate of a bundle as the board measured it when choosing what to run."""
+
+    artifact: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    variant: Annotated[str, StringConstraints(max_length=64)] | None = None
+    p50_ms: NonNegative | None  # None: it could not run here
+    accuracy: FiniteInJson | None = None
+    within_budget: bool
+    reason: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
+class Selection(Frozen):
+    """How the board chose among the bundle's candidates (reports after that choice)."""
+
+    chosen: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    measured_at: AwareDatetime
+    candidates: Annotated[tuple[CandidateResult, ...], Field(min_length=1, max_length=16)]
 
 
 class HostFacts(Frozen):
@@ -107,6 +136,8 @@ class Report(Frozen):
     dropped_reports: Annotated[int, Field(ge=0)] = 0
     # Inputs from a watched folder run in this window, beside the eval sample.
     workload_inputs: Annotated[int, Field(ge=0)] = 0
+    # Set when the bundle held several candidates and the board chose among them.
+    selection: Selection | None = None
 
     def to_json(self) -> bytes:
         """The payload as published."""

@@ -97,6 +97,14 @@ class BuildStatus(StrEnum):
     OVER_BUDGET_OVERRIDDEN = "over_budget_overridden"  # bundle written on the user's word
 
 
+class SelectionSite(StrEnum):
+    """Where the candidate to run is chosen: on the build host, whose measurements stand for the
+    board's, or on the board itself among the candidates the bundle carries."""
+
+    HOST = "host"
+    BOARD = "board"
+
+
 class MqttVersion(StrEnum):
     """MQTT protocol version a client speaks."""
 

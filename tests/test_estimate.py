@@ -6,7 +6,12 @@ import dataclasses
 
 import pytest
 
-from edgekit.converters.estimate import EstimateInputs, board_runtime, estimate_latency
+from edgekit.converters.estimate import (
+    board_runtime,
+    estimate_inputs,
+    estimate_latency,
+    predicted_ms,
+)
 from edgekit.converters.model_stats import ModelStats, OpInfo
 from edgekit.profiles import Throughput, load_profile
 from edgekit.vocab import BackendName, ModelFormat
@@ -58,12 +63,12 @@ def test_precision_aware_figures_and_per_op_cost():
         OpInfo("Conv", "float-qdq", 1_000_000),
         OpInfo("QuantizeLinear", "convert", 0),
     )
-    inputs = EstimateInputs.of(stats)
+    inputs = estimate_inputs(stats)
     assert (inputs.int8_macs, inputs.int8_depthwise_macs, inputs.float_macs, inputs.ops) == (
         2_000_000, 1_000_000, 1_000_000, 4,
     )  # fmt: skip
     # 0.1 ms dense int8 + 0.2 ms depthwise + 0.1 ms float + 4 ops x 10 us
-    assert inputs.ms_with(figures) == pytest.approx(0.1 + 0.2 + 0.1 + 0.04)
+    assert predicted_ms(inputs, figures) == pytest.approx(0.1 + 0.2 + 0.1 + 0.04)
 
 
 def test_every_shipped_profile_has_figures_for_the_runtimes_of_its_formats():

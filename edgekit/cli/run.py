@@ -83,7 +83,8 @@ def run(
         f"p50 {lat.p50_ms:.3f}  p90 {lat.p90_ms:.3f}  p99 {lat.p99_ms:.3f}  "
         f"mean {lat.mean_ms:.3f} ± {lat.std_ms:.3f}  min {lat.min_ms:.3f}  max {lat.max_ms:.3f} ms",
     )
-    table.add_row("estimated on the profile's board", f"{report.build.est_latency_ms:.3f} ms")
+    est = report.build.est_latency_ms
+    table.add_row("estimated on the profile's board", "unknown" if est is None else f"{est:.3f} ms")
     if report.accuracy is not None:
         acc = report.accuracy
         built = report.build.quantized

@@ -32,7 +32,7 @@ class BundleRow:
     artifact: str
     format: str
     model_bytes: int
-    est_latency_ms: float
+    est_latency_ms: float | None
     metric: str | None
     fp32: float | None
     quantized: float | None
@@ -60,7 +60,7 @@ class DeviceBundleRow:
     accuracy_metric: str | None
     accuracy: float | None
     accuracy_samples: int | None
-    est_latency_ms: float
+    est_latency_ms: float | None
     model_bytes: int
     build_metric: str | None
     build_fp32: float | None

@@ -63,7 +63,7 @@ class Bundle(Base):
     profile: Mapped[str] = mapped_column(String(100))
     artifact: Mapped[str] = mapped_column(String(128))
     format: Mapped[str] = mapped_column(String(16))
-    est_latency_ms: Mapped[float] = mapped_column(Float)
+    est_latency_ms: Mapped[float | None] = mapped_column(Float)  # None: unknown estimate
     metric: Mapped[str | None] = mapped_column(String(16))
     fp32: Mapped[float | None] = mapped_column(Float)
     quantized: Mapped[float | None] = mapped_column(Float)
@@ -104,7 +104,7 @@ class ReportRow(Base):
     accuracy_value: Mapped[float | None] = mapped_column(Float)
     accuracy_samples: Mapped[int | None] = mapped_column(Integer)
     peak_rss_mb: Mapped[float] = mapped_column(Float)
-    est_latency_ms: Mapped[float] = mapped_column(Float)
+    est_latency_ms: Mapped[float | None] = mapped_column(Float)
     dropped_reports: Mapped[int] = mapped_column(Integer)
     workload_inputs: Mapped[int] = mapped_column(Integer)
     raw_json: Mapped[str] = mapped_column(Text)

@@ -30,7 +30,7 @@ class DeviceBundleFigures:
     p90_ms: float
     p99_ms: float
     max_p99_ms: float
-    est_latency_ms: float
+    est_latency_ms: float | None
     measured_over_estimated: float | None
     accuracy_metric: str | None
     accuracy_on_device: float | None
@@ -55,7 +55,7 @@ class ProfileLoop:
     bundles: int
     devices: int
     reports: int
-    est_latency_ms: float
+    est_latency_ms: float | None
     measured_p50_ms: float
     measured_over_estimated: float | None
 
@@ -157,8 +157,15 @@ def _profile_loops(rows: list[DeviceBundleFigures]) -> list[ProfileLoop]:
     for profile in sorted({r.profile for r in rows}):
         mine = [r for r in rows if r.profile == profile]
         reports = sum(r.reports for r in mine)
-        # Weighted by report count, so a chatty device counts as much as it measured.
-        est = sum(r.est_latency_ms * r.reports for r in mine) / reports
+        # Weighted by report count, so a chatty device counts as much as it measured; bundles
+        # without an estimate (unknown) are left out of the estimate's average.
+        estimated = [r for r in mine if r.est_latency_ms is not None]
+        counted = sum(r.reports for r in estimated)
+        est = (
+            sum((r.est_latency_ms or 0.0) * r.reports for r in estimated) / counted
+            if counted
+            else None
+        )
         measured = sum(r.p50_ms * r.reports for r in mine) / reports
         loops.append(
             ProfileLoop(
@@ -174,8 +181,8 @@ def _profile_loops(rows: list[DeviceBundleFigures]) -> list[ProfileLoop]:
     return loops
 
 
-def _ratio(measured: float, estimated: float) -> float | None:
-    return measured / estimated if estimated > 0 else None
+def _ratio(measured: float, estimated: float | None) -> float | None:
+    return measured / estimated if estimated is not None and estimated > 0 else None
 
 
 def _delta(value: float | None, reference: float | None) -> float | None:

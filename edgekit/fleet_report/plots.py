@@ -90,7 +90,7 @@ def _closed_loop(go: Any, figures: FleetFigures) -> Plot | None:
         return None
     loop = go.Figure()
     for profile in figures.profiles:
-        mine = [r for r in rows if r.profile == profile.profile]
+        mine = [r for r in rows if r.profile == profile.profile and r.est_latency_ms is not None]
         loop.add_trace(
             go.Scatter(
                 name=profile.profile,
@@ -101,7 +101,7 @@ def _closed_loop(go: Any, figures: FleetFigures) -> Plot | None:
                 marker={"size": 11},
             )
         )
-    top = max(max(r.est_latency_ms, r.p50_ms) for r in rows) * 1.1
+    top = max(max(r.est_latency_ms or 0.0, r.p50_ms) for r in rows) * 1.1
     loop.add_trace(
         go.Scatter(
             name="measured = estimated",
