@@ -18,9 +18,10 @@ from rich.markup import escape
 
 from edgekit._env import env_var
 from edgekit.cli import _mqtt_options as mqtt_options
+from edgekit.cli import _nats_collect as _nats
 from edgekit.cli._output import err_console, warning_line
 from edgekit.errors import ConfigError
-from edgekit.vocab import MqttVersion
+from edgekit.vocab import MqttVersion, StreamRetention
 
 if TYPE_CHECKING:
     from edgekit.mqtt import SessionKwargs
@@ -94,11 +95,19 @@ def collect(
             "'edgekit'); one process takes about 10,000 reports/s.",
         ),
     ] = 1,
+    nats: _nats.Nats = None,
+    stream: _nats.Stream = "EDGEKIT",
+    replicas: _nats.Replicas = 3,
+    retention: _nats.Retention = StreamRetention.LIMITS,
+    max_age: _nats.MaxAge = "7d",
+    max_ack_pending: _nats.MaxAckPending = 20_000,
+    ack_wait: _nats.AckWait = 30.0,
 ) -> None:
     """Store the fleet's reports, statuses and rejected messages until Ctrl-C or SIGTERM.
 
     A message is acknowledged only after its row is committed; repeated message ids are dropped.
-    Without --broker (or EDGEKIT_BROKER) it connects to mqtt://127.0.0.1:1883.
+    Without --broker (or EDGEKIT_BROKER) it connects to mqtt://127.0.0.1:1883; with --nats it
+    consumes the boards' reports from a NATS JetStream cluster that speaks MQTT to them.
     """
     from edgekit.collector import DEFAULT_BROKER_URL, DEFAULT_DB_URL, serve
     from edgekit.mqtt import TlsFiles
@@ -115,29 +124,50 @@ def collect(
         session["mqtt_version"] = _version(version, given=mqtt is not None)
     tls = [pick(value, name) for value, name in
            ((ca_file, "ca_file"), (certfile, "certfile"), (keyfile, "keyfile"))]  # fmt: skip
+    nats_config = None
+    if nats is not None:
+        nats_config = _nats.nats_settings(
+            nats,
+            mqtt_only={"--broker": broker, "--share": share, "--client-id": client_id,
+                       "--mqtt": mqtt, "--embedded-broker": embedded_broker},
+            prefix=pick(prefix, "prefix"), tls=tls, batch_size=batch_size, stream=stream,
+            replicas=replicas, retention=retention, max_age=max_age,
+            max_ack_pending=max_ack_pending, ack_wait=ack_wait,
+        )  # fmt: skip
+
     console = err_console()
     handler = _WarningLines(level=logging.WARNING)
     logger = logging.getLogger("edgekit.collector")
     logger.addHandler(handler)
+
+    def started(what: str) -> None:
+        console.print(f"{what} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
+
     stop = threading.Event()
     previous = _on_signals(stop)
     try:
-        stats = serve(
-            pick(db, "db") or DEFAULT_DB_URL,
-            broker=pick(broker, "broker") or DEFAULT_BROKER_URL,
-            client_id=pick(client_id, "collector_id"),
-            share_group=share,
-            workers=workers,
-            embedded_broker=embedded_broker,
-            tls_files=TlsFiles(*(Path(f) if f else None for f in tls)),
-            batch_size=batch_size,
-            duration_s=duration,
-            stop=stop,
-            on_started=lambda what: console.print(
-                f"{what} (Ctrl-C to stop)", highlight=False, soft_wrap=True
-            ),
-            **session,
-        )
+        if nats_config is not None:
+            from edgekit.collector import serve_nats
+
+            stats = serve_nats(
+                nats_config, pick(db, "db") or DEFAULT_DB_URL, workers=workers,
+                duration_s=duration, stop=stop, on_started=started,
+            )  # fmt: skip
+        else:
+            stats = serve(
+                pick(db, "db") or DEFAULT_DB_URL,
+                broker=pick(broker, "broker") or DEFAULT_BROKER_URL,
+                client_id=pick(client_id, "collector_id"),
+                share_group=share,
+                workers=workers,
+                embedded_broker=embedded_broker,
+                tls_files=TlsFiles(*(Path(f) if f else None for f in tls)),
+                batch_size=batch_size,
+                duration_s=duration,
+                stop=stop,
+                on_started=started,
+                **session,
+            )
     finally:
         _restore_signals(previous)
         logger.removeHandler(handler)

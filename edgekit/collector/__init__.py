@@ -1,8 +1,9 @@
-"""The central collector: MQTT subscriber, database store, embedded broker.
+"""The central collector: MQTT subscriber, NATS JetStream consumer, database store, embedded broker.
 
 Installed with ``pip install 'edgekit[collector]'``. Importing this package imports SQLAlchemy;
-paho-mqtt and amqtt are imported when a collector or broker starts. :func:`serve` runs the
-whole service (what ``edgekit collect`` does); :class:`Collector` is one subscriber.
+paho-mqtt, nats-py and amqtt are imported when a collector or broker starts. :func:`serve` runs
+the whole service (what ``edgekit collect`` does); :class:`Collector` is one subscriber;
+:func:`serve_nats` is ``edgekit collect --nats``.
 """
 
 from edgekit._optional import require
@@ -10,6 +11,12 @@ from edgekit._optional import require
 require("sqlalchemy", extra="collector", package="SQLAlchemy")
 
 from edgekit.collector.embedded_broker import EmbeddedBroker  # noqa: E402
+from edgekit.collector.nats_service import serve_nats  # noqa: E402
+from edgekit.collector.nats_settings import (  # noqa: E402
+    NatsCollectorSettings,
+    StreamLayout,
+    parse_servers,
+)
 from edgekit.collector.service import collector_settings, serve  # noqa: E402
 from edgekit.collector.settings import (  # noqa: E402
     DEFAULT_BROKER_URL,
@@ -30,8 +37,12 @@ __all__ = [
     "CollectorStats",
     "EmbeddedBroker",
     "FleetSnapshot",
+    "NatsCollectorSettings",
     "Store",
+    "StreamLayout",
     "collector_session",
     "collector_settings",
+    "parse_servers",
     "serve",
+    "serve_nats",
 ]
