@@ -137,11 +137,17 @@ class NatsConsumer:
 
         s = self.settings
         last_error: list[str] = []
+        # Each server refused (or timed out, or turned the credentials down) twice: give up
+        # before the deadline, since waiting will not change that.
+        hopeless = asyncio.Event()
 
         async def on_error(exc: Exception) -> None:
-            last_error[:] = [f"{type(exc).__name__}: {exc}".rstrip(": ")]
             if nc.is_connected:
-                log.warning("NATS: %s", last_error[0])
+                log.warning("NATS: %s: %s", type(exc).__name__, exc)
+                return
+            last_error.append(f"{type(exc).__name__}: {exc}".rstrip(": "))
+            if len(last_error) >= 2 * len(s.servers):
+                hopeless.set()
 
         async def on_disconnected() -> None:
             if nc.is_reconnecting and not self._closing:
@@ -153,26 +159,30 @@ class NatsConsumer:
             log.warning("reconnected to NATS at %s", url.netloc.rpartition("@")[2] if url else "?")
 
         nc = Client()
-        connect = nc.connect(
-            servers=[server.connect_url for server in s.servers],
-            name=f"edgekit-collector-{socket.gethostname()}-{os.getpid()}",
-            connect_timeout=max(1, int(min(5.0, s.connect_timeout_s))),
-            # Forever once connected: a node's death moves the client to another node.
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=1,
-            tls=self._tls_context() if s.tls else None,
-            error_cb=on_error,
-            disconnected_cb=on_disconnected,
-            reconnected_cb=on_reconnected,
+        connecting = asyncio.ensure_future(
+            nc.connect(
+                servers=[server.connect_url for server in s.servers],
+                name=f"edgekit-collector-{socket.gethostname()}-{os.getpid()}",
+                connect_timeout=max(1, int(min(5.0, s.connect_timeout_s))),
+                # Forever once connected: a node's death moves the client to another node.
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                tls=self._tls_context() if s.tls else None,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+            )
         )
-        try:
-            await asyncio.wait_for(connect, s.connect_timeout_s)
-        except Exception as exc:  # nats-py raises its own errors, OSError and TimeoutError
+        giving_up = asyncio.ensure_future(hopeless.wait())
+        await asyncio.wait(
+            [connecting, giving_up], timeout=s.connect_timeout_s, return_when="FIRST_COMPLETED"
+        )
+        giving_up.cancel()
+        if not connecting.done() or connecting.exception() is not None:
+            connecting.cancel()
             await nc.close()
-            why = last_error[0] if last_error else f"{type(exc).__name__}: {exc}".rstrip(": ")
-            raise CollectorError(
-                f"cannot connect to NATS at {s.where} within {s.connect_timeout_s:g} s ({why})"
-            ) from exc
+            why = last_error[-1] if last_error else "no answer"
+            raise CollectorError(f"cannot connect to NATS at {s.where} ({why})")
         self._count(connections=1)
         version = nc.connected_server_version
         if (version.major, version.minor) < _MIN_SERVER:

@@ -1,11 +1,13 @@
 """What one fetched set of JetStream messages becomes: which are committed together, which alone.
 
 A message delivered for the first time goes into one transaction with the others. A redelivered
-one is committed alone, so a message that makes a collector fail (a crash, not a bad payload:
-those are rejections already) takes no batch-mate down with it again; the least-delivered and
-the newest go first, so that one is last among its batch-mates and they are acknowledged before
-it is tried again. From ``poison_after`` deliveries on, a message is stored as a rejection,
-verbatim and unparsed, and terminated: never redelivered forever.
+one is committed alone, so that a message that makes its collector fail (a crash, not a bad
+payload: those are rejections already) takes no batch-mate down with it again. The ones it was
+fetched with come back with it, one delivery more each time; taking them in stream order, and
+the other way round on the next delivery, puts every batch-mate before the failing message in
+one of two consecutive rounds, so they are acknowledged before it fails again. From
+``poison_after`` deliveries on (at least 4, so a batch-mate never gets there), a message is
+stored as a rejection, verbatim and unparsed, and terminated: never redelivered forever.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class DeliveryPlan(Generic[M]):
         batch = [m for m in messages if m.deliveries <= 1]
         alone = [m for m in messages if 1 < m.deliveries < poison_after]
         poison = [m for m in messages if m.deliveries >= poison_after]
-        alone.sort(key=lambda m: (m.deliveries, -m.sequence))
+        # Fewest deliveries first; then by sequence, ascending on even, descending on odd counts.
+        alone.sort(key=lambda m: (m.deliveries, m.sequence * (-1) ** m.deliveries))
         return cls(batch, alone, poison)
 
 

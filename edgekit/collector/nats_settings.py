@@ -133,9 +133,9 @@ class StreamLayout:
         _check(self.ack_wait_s >= 1, "ack_wait", "must be at least 1 s")
         _check(self.max_ack_pending >= 1, "max_ack_pending", "must be at least 1")
         _check(
-            2 <= self.poison_after < self.max_deliver,
+            4 <= self.poison_after < self.max_deliver,
             "poison_after",
-            f"must be 2..{self.max_deliver - 1} (below max_deliver {self.max_deliver})",
+            f"must be 4..{self.max_deliver - 1} (below max_deliver {self.max_deliver})",
         )
 
     @property
