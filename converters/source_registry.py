@@ -12,12 +12,14 @@ from edgekit.converters.keras_source import KerasSource
 from edgekit.converters.onnx_source import OnnxSource
 from edgekit.converters.saved_model_source import SavedModelSource
 from edgekit.converters.source import Source, SourceType
+from edgekit.converters.torch_source import TorchSource
 from edgekit.errors import ConversionError
 
 _SOURCE_TYPES: list[SourceType] = [
     KerasSource,
     OnnxSource,
     SavedModelSource,
+    TorchSource,
 ]
 
 

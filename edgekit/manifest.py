@@ -16,9 +16,10 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
+from edgekit.drift import DriftSummary
 from edgekit.figures import AccuracyFigures, EstimateInputs, LatencyFigures, SizeFigures
 from edgekit.values import FiniteInJson, Frozen, Sha256
-from edgekit.vocab import ModelFormat, PruneKind, Quantization, SelectionSite, SourceKind
+from edgekit.vocab import Layout, ModelFormat, PruneKind, Quantization, SelectionSite, SourceKind
 
 MANIFEST_SCHEMA: Final = "edgekit.manifest/2"
 
@@ -41,6 +42,9 @@ class TensorSpec(Frozen):
     shape: tuple[int | None, ...]
     dtype: Dtype
     quantization: QuantParams | None = None
+    # Axis order of a 4-D input when the source states it (PyTorch: NCHW); None when not stated.
+    # Nothing transposes silently: the board feeds this order.
+    layout: Layout | None = None
 
     def fits(self, sample_shape: tuple[int, ...]) -> bool:
         """True when one sample of ``sample_shape`` (no batch axis) fits this tensor."""
@@ -126,6 +130,9 @@ class Artifact(Frozen):
     kept_float: tuple[str, ...] = ()
     # How it was quantized, as the build report names the candidate ("int8 QDQ U8S8 per-channel").
     variant: str | None = None
+    # What this artifact saw and said on the eval sample at build time (edgekit.drift): what
+    # boards compare their windows with (None before edgekit 0.3, or without eval data).
+    drift_reference: DriftSummary | None = None
 
 
 class RuntimeHints(Frozen):

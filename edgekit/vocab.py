@@ -29,6 +29,13 @@ class SourceKind(StrEnum):
     PYTORCH = "pytorch"  # a torch.export program (.pt2) or an nn.Module given in Python
 
 
+class Layout(StrEnum):
+    """Axis order of a 4-D (image-like) model input: what the board must feed."""
+
+    NCHW = "NCHW"  # channels first (PyTorch)
+    NHWC = "NHWC"  # channels last (Keras, TFLite's own kernels, camera frames)
+
+
 class Quantization(StrEnum):
     """Quantization scheme of an artifact."""
 
