@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
+from edgekit.drift import DriftSummary
 from edgekit.figures import AccuracyFigures, EstimateInputs, LatencyFigures, SizeFigures
 from edgekit.values import FiniteInJson, Frozen, Sha256
 from edgekit.vocab import Layout, ModelFormat, PruneKind, Quantization, SelectionSite, SourceKind
@@ -129,6 +130,9 @@ class Artifact(Frozen):
     kept_float: tuple[str, ...] = ()
     # How it was quantized, as the build report names the candidate ("int8 QDQ U8S8 per-channel").
     variant: str | None = None
+    # What this artifact saw and said on the eval sample at build time (edgekit.drift): what
+    # boards compare their windows with (None before edgekit 0.3, or without eval data).
+    drift_reference: DriftSummary | None = None
 
 
 class RuntimeHints(Frozen):

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, ValidationError
 
+from edgekit.drift import WindowDrift
 from edgekit.errors import PayloadError
 from edgekit.figures import EstimateInputs
 from edgekit.values import FiniteInJson, Frozen, Sha256
@@ -138,6 +139,8 @@ class Report(Frozen):
     workload_inputs: Annotated[int, Field(ge=0)] = 0
     # Set when the bundle held several candidates and the board chose among them.
     selection: Selection | None = None
+    # What the model saw and said this window, beside the bundle's reference (edgekit.drift).
+    drift: WindowDrift | None = None
 
     def to_json(self) -> bytes:
         """The payload as published."""

@@ -87,7 +87,7 @@ class Daemon:
                 extra.extend(watched.poll())
             measurement = measure(
                 session, runs=s.window, warmup=s.warmup, include_init=self.produced == 0,
-                extra_ms=extra,
+                extra_ms=extra, watched_drift=None if watched is None else watched.drift.take(),
             )  # fmt: skip
             workload = 0 if watched is None else watched.processed - processed_before
             processed_before = 0 if watched is None else watched.processed

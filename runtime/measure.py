@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from edgekit.drift import DriftSummary, WindowDrift
 from edgekit.progress import Progress, SilentProgress
 from edgekit.runtime.benchmark import latency_stats, time_runs
+from edgekit.runtime.drift import eval_pass, window_drift
 from edgekit.runtime.host import host_facts, peak_rss_mb
 from edgekit.runtime.session import DeviceSession
 from edgekit.schema import AccuracyResult, LatencyStats, Report, utc_now
@@ -23,6 +25,7 @@ class Measurement:
     latency: LatencyStats
     accuracy: AccuracyResult | None
     peak_rss_mb: float
+    drift: WindowDrift | None = None
 
 
 def measure(
@@ -33,11 +36,13 @@ def measure(
     min_seconds: float = 0.0,
     include_init: bool = True,
     extra_ms: Sequence[float] = (),
+    watched_drift: DriftSummary | None = None,
     progress: Progress | None = None,
 ) -> Measurement:
     """First inference, ``warmup`` runs, then at least ``runs`` timed runs (and ``min_seconds``),
     then accuracy on the bundle's eval sample. ``extra_ms`` are latencies of real inputs run in
-    the same window (a watched folder); they count in the window's statistics."""
+    the same window (a watched folder); they count in the window's statistics, and
+    ``watched_drift`` summarises them."""
     started = utc_now()
     with (progress or SilentProgress()).task("Timing inference", total=runs) as task:
         first_ms, times = time_runs(
@@ -51,8 +56,9 @@ def measure(
     latency = latency_stats(
         [*times, *extra_ms], init_ms=session.init_ms if include_init else None, first_ms=first_ms
     )
-    accuracy = session.accuracy()
-    return Measurement(started, utc_now(), latency, accuracy, peak_rss_mb())
+    accuracy, eval_drift = eval_pass(session)
+    drift = window_drift(session, eval_drift, watched_drift)
+    return Measurement(started, utc_now(), latency, accuracy, peak_rss_mb(), drift)
 
 
 def to_report(
@@ -86,4 +92,5 @@ def to_report(
         host=host_facts(),
         dropped_reports=dropped_reports,
         workload_inputs=workload_inputs,
+        drift=measurement.drift,
     )

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgekit.datasets import IMAGE_SUFFIXES, load_image, load_npy
 from edgekit.errors import EdgekitError
+from edgekit.runtime.drift import DriftAccumulator
 from edgekit.runtime.session import DeviceSession
 from edgekit.schema import utc_now
 from edgekit.vocab import PixelRange
@@ -45,6 +46,8 @@ class WatchedFolder:
         self.settle_s = settle_s
         self.processed = 0
         self.failed = 0
+        # What the inputs and outputs looked like since the daemon last took it (per window).
+        self.drift = DriftAccumulator(session)
 
     def poll(self) -> list[float]:
         """Run every settled file that has no result yet; their inference latencies in ms."""
@@ -72,6 +75,7 @@ class WatchedFolder:
             start = time.perf_counter()
             outputs = self.session.predict(x)
             latency = [(time.perf_counter() - start) * 1e3]
+            self.drift.add(x, outputs)
             record["latency_ms"] = latency[0]
             record["outputs"] = outputs.tolist()
             if outputs.ndim == 2 and outputs.shape[1] > 1:

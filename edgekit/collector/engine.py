@@ -22,6 +22,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
+from edgekit.collector import drift_store  # noqa: F401  (its optional tables join Base)
 from edgekit.collector.tables import Base
 from edgekit.errors import MissingDependencyError, StoreError
 
@@ -78,7 +79,7 @@ def open_database(url: str, *, create: bool, timeout_s: float) -> Database:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise StoreError(f"not a database URL: {url!r}") from exc
+        raise StoreError(f"not a database URL: {url!r}{_path_hint(url)}") from exc
     display_url = parsed.render_as_string(hide_password=True)
     if not create and parsed.get_backend_name() == "sqlite":
         path = parsed.database or ""
@@ -89,7 +90,11 @@ def open_database(url: str, *, create: bool, timeout_s: float) -> Database:
         if create:
             Base.metadata.create_all(db.engine)
             return db
-        missing = [t for t in Base.metadata.tables if not inspect(db.engine).has_table(t)]
+        missing = [
+            name
+            for name, table in Base.metadata.tables.items()
+            if not table.info.get("optional") and not inspect(db.engine).has_table(name)
+        ]
     if missing:
         db.close()
         raise StoreError(
@@ -97,6 +102,13 @@ def open_database(url: str, *, create: bool, timeout_s: float) -> Database:
             f"(missing tables: {', '.join(sorted(missing))})"
         )
     return db
+
+
+def _path_hint(url: str) -> str:
+    """A hint for a file path given where a URL belongs (``--db fleet.db``)."""
+    if "://" in url or not url.strip():
+        return ""
+    return f"; for a SQLite file write sqlite:///{url}"
 
 
 def _detail(exc: BaseException) -> str:

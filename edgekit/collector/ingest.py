@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, case, insert, update
 
+from edgekit.collector.drift_store import write_drift
 from edgekit.collector.intake import AcceptedReport, Intake, Rejection, StatusUpdate
 from edgekit.collector.queries import existing_keys, last_statuses
 from edgekit.collector.rows import (
@@ -111,6 +112,7 @@ def write(conn: Connection, plan: Plan, *, skip_stored: bool) -> BatchResult:
         ],
     )
     stored = insert_reports(conn, plan.reports, skip_stored=skip_stored)
+    write_drift(conn, plan.reports)
     changes = _record_statuses(conn, plan.statuses)
     if plan.rejections:
         conn.execute(insert(_rejected), [rejected_row(r) for r in plan.rejections])
