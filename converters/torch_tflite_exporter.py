@@ -101,6 +101,11 @@ class TorchTFLiteExporter:
         # PT2E honours the profile's choice (min/max, else histogram ranges); AEQ uses min/max.
         return build.calibration_method if scheme is Quantization.INT8 else None
 
+    def scheme_refusal(self, build: Build) -> str | None:
+        if build.quantization is Quantization.FP16:
+            return "litert-torch and AI Edge Quantizer have no fp16-weight mode"
+        return None
+
     def keep_float_refusal(self, build: Build) -> str | None:
         return None  # PT2E keeps modules float whatever the I/O dtypes
 
@@ -115,10 +120,7 @@ class TorchTFLiteExporter:
         elif scheme is Quantization.NONE:
             keys = ["fp32"]
         else:
-            raise ConversionError(
-                f"{scheme.value} weights are not available on the PyTorch -> tflite path; "
-                "use int8, dynamic or none"
-            )
+            raise ConversionError(f"tflite from PyTorch: {self.scheme_refusal(build)}")
         return tuple(
             Variant(key, _LABELS[key], _SCHEMES[key],
                     self.file_name if i == 0 else f"model.{key}.tflite")
