@@ -57,7 +57,10 @@ class OnnxSource:
     def refusal(self, fmt: ModelFormat) -> str | None:
         if fmt is ModelFormat.ONNX:
             return None
-        return f"edgekit has no ONNX to {fmt.value} converter"
+        return (
+            f"edgekit has no ONNX to {fmt.value} converter; from PyTorch, pass the "
+            "torch.export program (.pt2, torch.export.save) instead"
+        )
 
     def exporter(self, fmt: ModelFormat, *, work_dir: Path) -> Exporter:
         if self.refusal(fmt) is not None:

@@ -30,7 +30,8 @@ def build(
     model: Annotated[
         Path,
         typer.Argument(
-            help="Model: .keras, .h5, .onnx, or a SavedModel directory.", show_default=False
+            help="Model: .keras, .h5, .onnx, .pt2 (torch.export.save), or a SavedModel directory.",
+            show_default=False,
         ),
     ],
     profile: Annotated[
