@@ -213,6 +213,11 @@ class NatsCluster:
         """The MQTT listener of node ``index``."""
         return f"{scheme}://{HOST}:{self.nodes[index].mqtt}"
 
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the running nodes."""
+        return [p.pid for p in self._procs if p is not None and p.poll() is None]
+
     def running(self, index: int) -> bool:
         """Whether node ``index``'s process is up."""
         proc = self._procs[index]
