@@ -34,7 +34,7 @@ def weight_targets(graph_module: Any) -> list[tuple[str, str]]:
     for node in graph_module.graph.nodes:
         if node.op == "call_function" and str(node.target).startswith(_WEIGHTED):
             weight = node.args[1] if len(node.args) > 1 else None
-            if getattr(weight, "op", None) == "get_attr":
+            if weight is not None and getattr(weight, "op", None) == "get_attr":
                 found.append((node.name, str(weight.target)))
     return list(dict.fromkeys(found))
 

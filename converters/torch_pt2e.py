@@ -67,7 +67,7 @@ def in_modules(node: Any, names: Sequence[str]) -> bool:
 def _keep_float_quantizer_class() -> type:
     pq = require("litert_torch.quantize.pt2e_quantizer", extra="torch", package="litert-torch")
 
-    class KeepFloatQuantizer(pq.PT2EQuantizer):  # type: ignore[misc,name-defined]
+    class KeepFloatQuantizer(pq.PT2EQuantizer):  # type: ignore[name-defined]
         """The global config everywhere except the modules in ``keep_float``, which stay float.
 
         Only the static-annotation method is replaced: it is where 0.10's broken name filter

@@ -39,7 +39,7 @@ def _origin(node: Any) -> Any:
 
 def _quantized_outputs(graph: Any) -> dict[str, str]:
     """Compute node -> the dequantize node that carries its quantized value downstream."""
-    seen = {}
+    seen: dict[str, str] = {}
     for node in graph.nodes:
         if _is_qdq(node) and "dequantize" in str(node.target):
             source = node.args[0] if node.args else None
@@ -59,7 +59,7 @@ def _record(graph_module: Any, inputs: Any) -> dict[str, Any]:
     torch = torch_module()
     values: dict[str, Any] = {}
 
-    class Recorder(torch.fx.Interpreter):  # type: ignore[misc,name-defined]
+    class Recorder(torch.fx.Interpreter):  # type: ignore[name-defined]
         def run_node(self, n: Any) -> Any:
             out = super().run_node(n)
             if isinstance(out, torch.Tensor):

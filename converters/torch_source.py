@@ -159,7 +159,7 @@ def _spec(name: str, value: Any, *, layout: Layout | None) -> TensorSpec:
         raise ConversionError(f"tensor {name!r} has dtype {dtype}, which edgekit cannot feed")
     dims = tuple(int(d) if isinstance(d, int) else None for d in value.shape)
     shape = (None, *dims[1:]) if dims else dims  # batches of any size are fed
-    return TensorSpec(name=name, shape=shape, dtype=dtype, layout=layout)  # type: ignore[arg-type]
+    return TensorSpec(name=name, shape=shape, dtype=dtype, layout=layout)
 
 
 def _check_container(path: Path) -> None:

@@ -62,7 +62,8 @@ def to_float_io(content: bytes, *, inputs: bool, outputs: bool) -> bytes:
     dequantize = _opcode(model, schema.BuiltinOperator.DEQUANTIZE)
     moved: dict[tuple[int, int], int] = {}  # (subgraph, integer tensor) -> its float twin
     for index, graph in enumerate(model.subgraphs):
-        before, after = [], []
+        before: list[Any] = []
+        after: list[Any] = []
         for edge, wanted, op_code in ((graph.inputs, inputs, quantize),
                                       (graph.outputs, outputs, dequantize)):  # fmt: skip
             if not wanted:
