@@ -38,10 +38,12 @@ def pg_database() -> Iterator[str]:
         yield url
 
 
-def mqtt_client(port: int, *, client_id: str | None = None, **tls: Any) -> Any:
-    """A connected paho client (MQTT 3.1.1) with its network thread running.
-
-    ``tls`` may hold ``username``, ``password`` and ``ca_file``."""
+def mqtt_client(
+    port: int, *, client_id: str | None = None, timeout_s: float = 15, **login: Any
+) -> Any:
+    """A connected paho client (MQTT 3.1.1) with its network thread running; ``login`` may
+    hold ``username``, ``password`` and ``ca_file`` (TLS). PermissionError if the broker
+    refuses the login, TimeoutError if no CONNACK comes."""
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(
@@ -50,16 +52,26 @@ def mqtt_client(port: int, *, client_id: str | None = None, **tls: Any) -> Any:
         protocol=mqtt.MQTTv311,
     )
     client.max_inflight_messages_set(200)
-    if "username" in tls:
-        client.username_pw_set(tls["username"], tls.get("password"))
-    if "ca_file" in tls:
-        client.tls_set(ca_certs=str(tls["ca_file"]))
-    connected = threading.Event()
-    client.on_connect = lambda _c, _u, _f, reason, _p: reason.is_failure or connected.set()
+    if "username" in login:
+        client.username_pw_set(login["username"], login.get("password"))
+    if "ca_file" in login:
+        client.tls_set(ca_certs=str(login["ca_file"]))
+    answered = threading.Event()
+    refused: list[str] = []
+
+    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            refused.append(str(reason))
+        answered.set()
+
+    client.on_connect = on_connect
     client.connect("127.0.0.1", port, keepalive=30)
     client.loop_start()
-    if not connected.wait(15):
+    if not answered.wait(timeout_s) or refused:
         client.loop_stop()
+        client.disconnect()
+        if refused:
+            raise PermissionError(f"127.0.0.1:{port} refused the login: {refused[0]}")
         raise TimeoutError(f"no CONNACK from 127.0.0.1:{port}")
     return client
 
