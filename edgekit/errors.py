@@ -16,7 +16,8 @@
     │   ├── ReporterError             the board's reporter cannot connect or publish
     │   └── CollectorError            the collector cannot connect, subscribe or keep running
     ├── OutboxError                   the board's outbox file cannot be opened, read or written
-    └── StoreError                    the collector's database failed
+    ├── StoreError                    the collector's database failed
+    └── DeployError                   a bundle cannot be fetched, installed or rolled out
 
 Library errors (TensorFlow, ONNX Runtime, paho, SQLAlchemy) are translated where edgekit calls them,
 with ``raise ... from exc``. The CLI turns any ``EdgekitError`` into one line and exit code 2.
@@ -91,3 +92,7 @@ class OutboxError(EdgekitError):
 
 class StoreError(EdgekitError):
     """The collector's database failed."""
+
+
+class DeployError(EdgekitError):
+    """A bundle cannot be fetched from its store, installed on a board or rolled out."""

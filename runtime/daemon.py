@@ -6,6 +6,9 @@ published and leaves it only on PUBACK, so broker outages, crashes and reboots l
 broker that cannot be reached is said once; the daemon keeps measuring and buffering and the
 reporter reconnects with capped exponential backoff.
 
+With a deploy directory the daemon also carries out the commands of its deploy topic between
+windows (:mod:`edgekit.runtime.daemon_deploy`): fetch, verify, swap, measure, roll back.
+
 SIGTERM/SIGINT: the current window finishes (windows are short), what can be flushed is flushed
 within a timeout, ``offline`` is published, and the daemon exits 0. A second signal abandons the
 flush; the outbox keeps everything for the next start.
@@ -13,12 +16,15 @@ flush; the outbox keeps everything for the next start.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 from edgekit.errors import ConfigError
+from edgekit.runtime.daemon_deploy import Deployment
 from edgekit.runtime.daemon_settings import DaemonSettings
 from edgekit.runtime.measure import Measurement, measure, to_report
 from edgekit.runtime.outbox import Outbox
@@ -51,44 +57,69 @@ class Daemon:
         s = self.settings
         if s.outbox is None:
             raise ConfigError("no outbox file: set 'outbox' (resolve_settings fills in a default)")
-        session = DeviceSession.open(
-            s.bundle, backend=s.backend, threads=s.threads, trust_key=s.trust_key
-        )
-        self._say(
-            f"bundle {session.manifest.bundle_id}: {session.artifact.file} on "
-            f"{session.backend.name} {session.backend.version}, {session.threads} thread(s)"
-        )
-        watched = None
-        if s.watch is not None:
-            watched = WatchedFolder(s.watch, session, out=s.watch_out, pixel_range=s.pixel_range)
+        # Without a deploy directory a bad bundle is refused before anything is opened.
+        session = None if s.deploy_dir is not None else self._open(s.bundle)
         with Outbox(s.outbox, max_bytes=s.outbox_max_bytes) as outbox:
             if outbox.recovered_from is not None:
                 self._say(f"outbox was damaged; kept it as {outbox.recovered_from}, started afresh")
             if len(outbox):
                 self._say(f"{len(outbox)} report(s) from an earlier run wait in the outbox")
-            with Reporter(s.broker_settings, outbox, device_id=s.device_id) as reporter:
-                self._loop(session, outbox, reporter, watched)
+            deployment = None
+            if session is None:
+                deployment = Deployment(s, outbox, say=self._say, stopping=self._stop.is_set)
+                session = deployment.open_first(self._open)
+            with (
+                Reporter(s.broker_settings, outbox, device_id=s.device_id) as reporter,
+                deployment.listening(reporter) if deployment else contextlib.nullcontext(),
+            ):
+                self._loop(session, outbox, reporter, deployment)
                 self._finish(outbox, reporter)
         return self.produced
+
+    def _open(self, bundle: Path) -> DeviceSession:
+        s = self.settings
+        session = DeviceSession.open(bundle, backend=s.backend, threads=s.threads,
+                                     trust_key=s.trust_key)  # fmt: skip
+        self._say(
+            f"bundle {session.manifest.bundle_id}: {session.artifact.file} on "
+            f"{session.backend.name} {session.backend.version}, {session.threads} thread(s)"
+        )
+        return session
+
+    def _watch(self, session: DeviceSession) -> WatchedFolder | None:
+        s = self.settings
+        if s.watch is None:
+            return None
+        return WatchedFolder(s.watch, session, out=s.watch_out, pixel_range=s.pixel_range)
 
     def _loop(
         self,
         session: DeviceSession,
         outbox: Outbox,
         reporter: Reporter,
-        watched: WatchedFolder | None,
+        deployment: Deployment | None,
     ) -> None:
         s = self.settings
         was_connected = self._announce(reporter, None)
+        watched = self._watch(session)
         extra: list[float] = []
         processed_before = 0
+        fresh = True  # the session's first window reports its load time
         while not self._stop.is_set():
             if watched is not None:
                 extra.extend(watched.poll())
-            measurement = measure(
-                session, runs=s.window, warmup=s.warmup, include_init=self.produced == 0,
-                extra_ms=extra, watched_drift=None if watched is None else watched.drift.take(),
-            )  # fmt: skip
+            try:
+                measurement = measure(
+                    session, runs=s.window, warmup=s.warmup, include_init=fresh,
+                    extra_ms=extra, watched_drift=None if watched is None else watched.drift.take(),
+                )  # fmt: skip
+            except Exception as exc:  # any failure of a bundle on trial rolls it back
+                if deployment is None:
+                    raise
+                session = deployment.window_failed(exc, self._open)
+                watched, extra, processed_before, fresh = self._watch(session), [], 0, True
+                continue
+            fresh = False
             workload = 0 if watched is None else watched.processed - processed_before
             processed_before = 0 if watched is None else watched.processed
             make = partial(
@@ -104,14 +135,21 @@ class Daemon:
             extra = []
             reporter.publish_id(message_id)
             self.produced += 1
+            if deployment is not None:
+                deployment.window_done()
             was_connected = self._announce(reporter, was_connected)
             if s.reports is not None and self.produced >= s.reports:
                 break
             deadline = time.monotonic() + s.interval
             while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
-                self._stop.wait(min(left, WATCH_POLL_S if watched else left))
+                self._stop.wait(min(left, WATCH_POLL_S if watched or deployment else left))
                 if watched is not None:
                     extra.extend(watched.poll())
+                swapped = deployment.poll(self._open) if deployment is not None else None
+                if swapped is not None:
+                    session, fresh = swapped, True
+                    watched, extra, processed_before = self._watch(session), [], 0
+                    break
 
     def _announce(self, reporter: Reporter, was: bool | None) -> bool:
         """Say when the connection comes or goes: once per change, never per window."""

@@ -79,6 +79,9 @@ class DaemonSettings(Frozen):
     mqtt: MqttVersion = MqttVersion.V5
     trust_key: Path | None = None  # load only a bundle signed by this public key
     flush_timeout: float = Field(10.0, ge=0)
+    # Set: take deployments from the deploy topic; bundles live here, `bundle` is the first one.
+    deploy_dir: Path | None = None
+    store_ca_file: Path | None = None  # CA of an https:// bundle store (default: system CAs)
 
     _broker: BrokerSettings = PrivateAttr()
 

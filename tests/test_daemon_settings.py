@@ -36,6 +36,8 @@ LAYERED = {
     "mqtt": ("3.1.1", "5", MqttVersion.V311),
     "trust_key": ("/file/fleet.pub", "/env/fleet.pub", Path("/flag/fleet.pub")),
     "flush_timeout": (1.0, "2.0", 3.0),
+    "deploy_dir": ("/file/deploy", "/env/deploy", Path("/flag/deploy")),
+    "store_ca_file": ("/file/store-ca.pem", "/env/store-ca.pem", Path("/flag/store-ca.pem")),
 }
 # What the settings needs besides the one under test (a client key needs its certificate).
 BASE = {"bundle": "/base/bundle", "broker": "mqtts://base:8883", "certfile": "/base/cert.pem"}

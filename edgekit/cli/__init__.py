@@ -15,6 +15,7 @@ from edgekit.cli import (
     collect,
     daemon,
     demo,
+    deploy,
     example,
     keygen,
     profiles,
@@ -43,6 +44,10 @@ app.command("example")(example.example)
 app.add_typer(profiles.app, name="profiles")
 app.command("collect")(collect.collect)
 app.command("report")(report.report)
+app.command("deploy")(deploy.deploy)
+app.command("rollouts")(deploy.rollouts)
+app.command("rollback")(deploy.rollback)
+app.command("serve-bundles")(deploy.serve_bundles)
 
 EXIT_BAD_INPUT = 2
 

@@ -163,6 +163,29 @@ def daemon(
         ),
     ] = None,
     prefix: mqtt_options.Prefix = None,
+    deploy_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help=_help(
+                "Take deployments from this board's deploy topic; bundles are kept here and "
+                "BUNDLE is only the first one.",
+                "deploy_dir",
+                default="no deployments",
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    store_ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            help=_help(
+                "CA certificate(s) of an https:// bundle store.",
+                "store_ca_file",
+                default="system CAs",
+            ),
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Measure BUNDLE every interval (latency, accuracy, memory) and report each window over
     MQTT, keeping every report in a durable outbox until the broker acknowledges it."""
@@ -175,7 +198,8 @@ def daemon(
         "outbox_max_mb": outbox_max_mb, "watch": watch, "watch_out": watch_out,
         "pixel_range": pixel_range, "backend": backend, "threads": threads, "ca_file": ca_file,
         "certfile": certfile, "keyfile": keyfile, "mqtt": mqtt, "flush_timeout": flush_timeout,
-        "trust_key": trust_key, "prefix": prefix,
+        "trust_key": trust_key, "prefix": prefix, "deploy_dir": deploy_dir,
+        "store_ca_file": store_ca_file,
     }  # fmt: skip
     _run(resolve_settings(flags=flags, environ=environ, config_file=config))
 

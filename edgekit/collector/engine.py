@@ -22,6 +22,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
+import edgekit.collector.rollout_tables  # noqa: F401  (its optional tables join Base)
 from edgekit.collector import drift_store  # noqa: F401  (its optional tables join Base)
 from edgekit.collector.tables import Base
 from edgekit.errors import MissingDependencyError, StoreError
