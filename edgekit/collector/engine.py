@@ -86,7 +86,10 @@ def open_database(url: str, *, create: bool, timeout_s: float) -> Database:
         path = parsed.database or ""
         if path in ("", ":memory:") or not Path(path).is_file():
             raise StoreError(f"no SQLite database at {path or '(memory)'!r}")
-    db = Database(_engine(parsed.render_as_string(hide_password=False), timeout_s), display_url)
+    db = Database(
+        _engine(parsed.render_as_string(hide_password=False), timeout_s, reader=not create),
+        display_url,
+    )
     with db.guard("opening the database"):
         if create:
             Base.metadata.create_all(db.engine)
@@ -117,7 +120,7 @@ def _detail(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _engine(url: str, timeout_s: float) -> Engine:
+def _engine(url: str, timeout_s: float, *, reader: bool = False) -> Engine:
     backend = make_url(url).get_backend_name()
     connect_args: dict[str, Any] = {}
     if backend == "sqlite":
@@ -137,7 +140,8 @@ def _engine(url: str, timeout_s: float) -> Engine:
         raise StoreError(f"bad database URL: {exc}") from exc
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        # A reader (the fleet report) takes no write lock: in WAL it never blocks the collector.
+        event.listen(engine, "begin", _sqlite_begin if reader else _sqlite_begin_immediate)
     return engine
 
 
@@ -151,6 +155,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 def _sqlite_begin_immediate(conn: Connection) -> None:

@@ -1,34 +1,64 @@
-"""What is read back from the store: stored message ids, and the fleet report's snapshot.
+"""What is read back from the store: stored message ids, the fleet report's snapshot, report rows.
 
-The report's figures are aggregated in SQL (per device, per bundle, per device and bundle), so a
-snapshot costs the same whether the fleet sent a thousand reports or ten million.
+The report's figures are aggregated in SQL into cells (per device, bundle and time bucket; see
+``snapshot``), so a snapshot costs about the same whether the fleet sent a thousand reports or a
+million: one pass over the reports (an index range with ``--device``), one over the drift
+windows, and look-ups by key for the rest.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, distinct, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Table,
+    and_,
+    cast,
+    func,
+    inspect,
+    literal,
+    select,
+)
 
+from edgekit.collector import drift_store as ds
+from edgekit.collector.rollout_queries import RolloutView, rollout_timeline
 from edgekit.collector.snapshot import (
+    BoardSelection,
     BundleRow,
-    DeviceBundleRow,
+    Cell,
     DeviceRow,
+    DriftCell,
+    DriftCounts,
+    DriftReference,
     FleetSnapshot,
     RejectedEntry,
+    ReportFilter,
+    TimeAxis,
 )
 from edgekit.collector.tables import Bundle, Device, RejectedRow, ReportRow, StatusRow, as_utc
-from edgekit.schema import utc_now
+from edgekit.schema import Selection, utc_now
 
 # Bound parameters per IN (...) list; far below SQLite's and PostgreSQL's limits.
 _IN_CHUNK = 500
+# Time buckets of the report's trends: enough to see a change, few enough to stay small.
+DEFAULT_BUCKETS = 48
+# Rollouts the report shows, newest first.
+_ROLLOUTS = 20
 
 _devices: Table = Device.__table__  # type: ignore[assignment]
 _bundles: Table = Bundle.__table__  # type: ignore[assignment]
 _reports: Table = ReportRow.__table__  # type: ignore[assignment]
 _statuses: Table = StatusRow.__table__  # type: ignore[assignment]
 _rejected: Table = RejectedRow.__table__  # type: ignore[assignment]
+
+# Per-report columns of ``--rows`` exports: every stored figure but the raw payload.
+ROW_COLUMNS: tuple[str, ...] = tuple(c.name for c in _reports.columns if c.name != "raw_json")
 
 
 def chunks(values: list[Any]) -> Iterator[list[Any]]:
@@ -53,6 +83,11 @@ def message_ids(conn: Connection, candidates: Iterable[str] | None) -> set[str]:
     return existing_keys(conn, _reports, "message_id", candidates)
 
 
+def device_ids(conn: Connection) -> list[str]:
+    """Every stored device id, sorted."""
+    return list(conn.scalars(select(_devices.c.device_id).order_by(_devices.c.device_id)))
+
+
 def last_statuses(conn: Connection, device_ids: list[str]) -> dict[str, str | None]:
     """The last recorded status of each of ``device_ids`` that is stored."""
     current: dict[str, str | None] = {}
@@ -66,14 +101,27 @@ def last_statuses(conn: Connection, device_ids: list[str]) -> dict[str, str | No
     return current
 
 
-def snapshot(conn: Connection, *, rejected_limit: int) -> FleetSnapshot:
-    """Everything the fleet report shows, read on ``conn``."""
+def snapshot(
+    conn: Connection,
+    *,
+    rejected_limit: int,
+    filters: ReportFilter | None = None,
+    buckets: int = DEFAULT_BUCKETS,
+) -> FleetSnapshot:
+    """Everything the fleet report shows about the reports ``filters`` select, read on ``conn``."""
+    filters = filters or ReportFilter()
+    axis = _time_axis(conn, filters, buckets)
+    cells = tuple(_cells(conn, filters, axis)) if axis is not None else ()
+    digests = sorted({c.bundle_digest for c in cells})
+    has_drift = inspect(conn).has_table(ds.drift_windows.name)
     return FleetSnapshot(
         taken_at=utc_now(),
-        devices=tuple(_device_rows(conn)),
-        bundles=tuple(_bundle_rows(conn)),
-        device_bundles=tuple(_device_bundle_rows(conn)),
-        report_count=_count(conn, _reports),
+        filters=filters,
+        axis=axis,
+        cells=cells,
+        devices=tuple(_device_rows(conn, filters, cells)),
+        bundles=tuple(_bundle_rows(conn, filters, cells)),
+        report_count=sum(c.windows for c in cells),
         status_count=_count(conn, _statuses),
         rejected_count=_count(conn, _rejected),
         recent_rejected=tuple(
@@ -82,36 +130,171 @@ def snapshot(conn: Connection, *, rejected_limit: int) -> FleetSnapshot:
                 select(_rejected).order_by(_rejected.c.id.desc()).limit(rejected_limit)
             )
         ),
+        drift_cells=(
+            (
+                *_drift_cells(conn, filters, axis, digests),
+                *_eval_drift(conn, filters, axis, digests),
+            )
+            if has_drift and axis
+            else ()
+        ),
+        drift_references=tuple(_drift_references(conn, digests)) if has_drift else (),
+        selections=tuple(_selections(conn, cells)),
+        rollouts=_rollouts(conn),
     )
 
 
-def _count(conn: Connection, table: Table) -> int:
-    return conn.scalar(select(func.count()).select_from(table)) or 0
-
-
-def _device_rows(conn: Connection) -> Iterator[DeviceRow]:
-    per_device = (
-        select(
-            _reports.c.device_id,
-            func.count().label("reports"),
-            func.count(distinct(_reports.c.bundle_digest)).label("bundles"),
-        )
-        .group_by(_reports.c.device_id)
-        .subquery()
-    )
+def report_rows(conn: Connection, filters: ReportFilter) -> Iterator[tuple[Any, ...]]:
+    """Every report ``filters`` select, one tuple of ``ROW_COLUMNS`` each, streamed in id order."""
     query = (
-        select(_devices, per_device.c.reports, per_device.c.bundles)
-        .outerjoin(per_device, per_device.c.device_id == _devices.c.device_id)
-        .order_by(_devices.c.device_id)
+        select(*(_reports.c[name] for name in ROW_COLUMNS))
+        .where(*_conditions(filters, _reports))
+        .order_by(_reports.c.id)
+    )
+    result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
+    for row in result:
+        yield tuple(row)
+
+
+# -- the time axis and the cells -------------------------------------------------------------
+
+
+def _conditions(filters: ReportFilter, table: Table) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if filters.device is not None:
+        where.append(table.c.device_id == filters.device)
+    if filters.profile is not None and "profile" in table.c:
+        where.append(table.c.profile == filters.profile)
+    if filters.since is not None:
+        where.append(table.c.started_at >= filters.since)
+    return where
+
+
+def _time_axis(conn: Connection, filters: ReportFilter, buckets: int) -> TimeAxis | None:
+    where = _conditions(filters, _reports)
+    # Two queries: each alone is one index probe (min/max of an indexed column).
+    first = conn.scalar(select(func.min(_reports.c.started_at)).where(*where))
+    last = conn.scalar(select(func.max(_reports.c.started_at)).where(*where))
+    if first is None or last is None:
+        return None
+    first, last = as_utc(first), as_utc(last)
+    span = (last - first).total_seconds()
+    # A little past the last start, so it falls inside the last bucket.
+    width = max(span / buckets * (1 + 1e-9), 1e-3)
+    return TimeAxis(start=first, width_s=width, count=buckets)
+
+
+def _bucket(conn: Connection, column: Any, axis: TimeAxis) -> ColumnElement[int]:
+    """The bucket of ``column`` (a start time), computed by the database."""
+    if conn.dialect.name == "sqlite":
+        # Timestamps are ISO text; julianday reads them (days, as a float).
+        origin = _julian(axis.start)
+        days = func.julianday(column) - literal(origin)
+        return cast(days * literal(86400.0 / axis.width_s), Integer)
+    seconds = func.extract("epoch", column) - literal(axis.start.timestamp())
+    return cast(func.floor(seconds / literal(axis.width_s)), Integer)
+
+
+def _julian(moment: datetime) -> float:
+    return moment.timestamp() / 86400.0 + 2440587.5
+
+
+def _cells(conn: Connection, filters: ReportFilter, axis: TimeAxis) -> Iterator[Cell]:
+    r = _reports.c
+    bucket = _bucket(conn, r.started_at, axis).label("bucket")
+    samples = r.accuracy_samples
+    query = (
+        select(
+            r.device_id,
+            r.bundle_digest,
+            bucket,
+            func.count().label("windows"),
+            func.min(r.started_at).label("first_at"),
+            func.max(r.started_at).label("last_at"),
+            func.max(r.received_at).label("last_received_at"),
+            func.max(r.id).label("last_id"),
+            func.max(r.backend).label("backend"),
+            func.sum(r.mean_ms).label("sum_mean_ms"),
+            func.sum(r.p50_ms).label("sum_p50_ms"),
+            func.sum(r.p50_ms * r.p50_ms).label("sum_p50_sq"),
+            func.sum(r.p90_ms).label("sum_p90_ms"),
+            func.sum(r.p99_ms).label("sum_p99_ms"),
+            func.min(r.p50_ms).label("min_p50_ms"),
+            func.max(r.p99_ms).label("max_p99_ms"),
+            func.sum(r.peak_rss_mb).label("sum_rss_mb"),
+            func.max(r.peak_rss_mb).label("max_rss_mb"),
+            func.count(r.init_ms).label("init_windows"),
+            func.sum(r.init_ms).label("sum_init_ms"),
+            func.count(r.first_ms).label("first_windows"),
+            func.sum(r.first_ms).label("sum_first_ms"),
+            func.max(r.accuracy_metric).label("accuracy_metric"),
+            func.sum(r.accuracy_value * samples).label("accuracy_weighted"),
+            func.sum(samples).label("accuracy_samples"),
+            func.sum(r.workload_inputs).label("workload_inputs"),
+        )
+        .where(*_conditions(filters, _reports))
+        .group_by(r.device_id, r.bundle_digest, bucket)
     )
     for row in conn.execute(query):
+        yield Cell(
+            device_id=row.device_id,
+            bundle_digest=row.bundle_digest,
+            bucket=min(max(int(row.bucket), 0), axis.count - 1),
+            windows=int(row.windows),
+            first_at=as_utc(row.first_at),
+            last_at=as_utc(row.last_at),
+            last_received_at=as_utc(row.last_received_at),
+            last_id=int(row.last_id),
+            backend=row.backend,
+            sum_mean_ms=float(row.sum_mean_ms),
+            sum_p50_ms=float(row.sum_p50_ms),
+            sum_p50_sq=float(row.sum_p50_sq),
+            sum_p90_ms=float(row.sum_p90_ms),
+            sum_p99_ms=float(row.sum_p99_ms),
+            min_p50_ms=float(row.min_p50_ms),
+            max_p99_ms=float(row.max_p99_ms),
+            sum_rss_mb=float(row.sum_rss_mb),
+            max_rss_mb=float(row.max_rss_mb),
+            init_windows=int(row.init_windows),
+            sum_init_ms=float(row.sum_init_ms or 0.0),
+            first_windows=int(row.first_windows),
+            sum_first_ms=float(row.sum_first_ms or 0.0),
+            accuracy_metric=row.accuracy_metric,
+            accuracy_weighted=_float(row.accuracy_weighted),
+            accuracy_samples=None if row.accuracy_samples is None else int(row.accuracy_samples),
+            workload_inputs=int(row.workload_inputs or 0),
+        )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# -- devices and bundles ---------------------------------------------------------------------
+
+
+def _device_rows(
+    conn: Connection, filters: ReportFilter, cells: tuple[Cell, ...]
+) -> Iterator[DeviceRow]:
+    reports: dict[str, int] = {}
+    bundles: dict[str, set[str]] = {}
+    for cell in cells:
+        reports[cell.device_id] = reports.get(cell.device_id, 0) + cell.windows
+        bundles.setdefault(cell.device_id, set()).add(cell.bundle_digest)
+    query = select(_devices).order_by(_devices.c.device_id)
+    if filters.device is not None:
+        query = query.where(_devices.c.device_id == filters.device)
+    for row in conn.execute(query):
+        # Filtered by profile or time, a device without reports in them is not in the report.
+        if filters.active and row.device_id not in reports:
+            continue
         yield DeviceRow(
             device_id=row.device_id,
             hostname=row.hostname,
             machine=row.machine,
             system=row.system,
-            reports=row.reports or 0,
-            bundles=row.bundles or 0,
+            reports=reports.get(row.device_id, 0),
+            bundles=len(bundles.get(row.device_id, ())),
             first_seen=as_utc(row.first_seen),
             last_seen=as_utc(row.last_seen),
             last_status=row.last_status,
@@ -119,22 +302,20 @@ def _device_rows(conn: Connection) -> Iterator[DeviceRow]:
         )
 
 
-def _bundle_rows(conn: Connection) -> Iterator[BundleRow]:
-    per_bundle = (
-        select(
-            _reports.c.bundle_digest,
-            func.count().label("reports"),
-            func.count(distinct(_reports.c.device_id)).label("devices"),
-        )
-        .group_by(_reports.c.bundle_digest)
-        .subquery()
-    )
-    query = (
-        select(_bundles, per_bundle.c.reports, per_bundle.c.devices)
-        .outerjoin(per_bundle, per_bundle.c.bundle_digest == _bundles.c.bundle_digest)
-        .order_by(_bundles.c.profile, _bundles.c.bundle_id, _bundles.c.bundle_digest)
+def _bundle_rows(
+    conn: Connection, filters: ReportFilter, cells: tuple[Cell, ...]
+) -> Iterator[BundleRow]:
+    reports: dict[str, int] = {}
+    devices: dict[str, set[str]] = {}
+    for cell in cells:
+        reports[cell.bundle_digest] = reports.get(cell.bundle_digest, 0) + cell.windows
+        devices.setdefault(cell.bundle_digest, set()).add(cell.device_id)
+    query = select(_bundles).order_by(
+        _bundles.c.profile, _bundles.c.bundle_id, _bundles.c.bundle_digest
     )
     for row in conn.execute(query):
+        if filters.active and row.bundle_digest not in reports:
+            continue
         yield BundleRow(
             bundle_digest=row.bundle_digest,
             bundle_id=row.bundle_id,
@@ -146,74 +327,126 @@ def _bundle_rows(conn: Connection) -> Iterator[BundleRow]:
             metric=row.metric,
             fp32=row.fp32,
             quantized=row.quantized,
-            devices=row.devices or 0,
-            reports=row.reports or 0,
+            devices=len(devices.get(row.bundle_digest, ())),
+            reports=reports.get(row.bundle_digest, 0),
+            first_seen=as_utc(row.first_seen),
         )
 
 
-def _device_bundle_query() -> Select[Any]:
-    r, b = _reports.c, _bundles.c
-    samples = func.sum(r.accuracy_samples)
-    # Grouped by the bundle's own figures too: they are one value per digest, and PostgreSQL
-    # selects only what is grouped or aggregated.
-    group = (
-        r.device_id,
-        r.bundle_digest,
-        b.bundle_id,
-        b.profile,
-        b.est_latency_ms,
-        b.model_bytes,
-        b.metric,
-        b.fp32,
-        b.quantized,
-    )
-    return (
+def _count(conn: Connection, table: Table) -> int:
+    return conn.scalar(select(func.count()).select_from(table)) or 0
+
+
+# -- drift -----------------------------------------------------------------------------------
+
+_DRIFT_SUMS = (*ds.COUNT_COLUMNS, *ds.MOMENT_COLUMNS)
+
+
+def _drift_cells(
+    conn: Connection, filters: ReportFilter, axis: TimeAxis, digests: list[str]
+) -> Iterator[DriftCell]:
+    t = ds.drift_windows.c
+    bucket = _bucket(conn, t.started_at, axis).label("bucket")
+    # Drift rows carry the bundle, not the profile: a profile's are kept by digest below.
+    where = _conditions(filters, ds.drift_windows)
+    group = (t.device_id, t.bundle_digest, t.artifact, bucket)
+    query = (
         select(
             *group,
-            func.max(r.backend).label("backend"),
-            func.count().label("reports"),
-            func.max(r.received_at).label("last_received_at"),
-            func.avg(r.mean_ms).label("mean_ms"),
-            func.avg(r.p50_ms).label("p50_ms"),
-            func.avg(r.p90_ms).label("p90_ms"),
-            func.avg(r.p99_ms).label("p99_ms"),
-            func.max(r.p99_ms).label("max_p99_ms"),
-            func.max(r.peak_rss_mb).label("peak_rss_mb"),
-            func.max(r.accuracy_metric).label("accuracy_metric"),
-            # Windows weigh by how many samples they scored.
-            (func.sum(r.accuracy_value * r.accuracy_samples) / func.nullif(samples, 0)).label(
-                "accuracy"
-            ),
-            samples.label("accuracy_samples"),
+            func.count().label("windows"),
+            func.max(t.classes).label("classes"),
+            func.min(t.channels).label("channels"),
+            *(func.sum(t[name]).label(name) for name in _DRIFT_SUMS),
         )
-        .join(_bundles, b.bundle_digest == r.bundle_digest)
+        .where(*where)
         .group_by(*group)
-        .order_by(r.device_id, b.profile, b.bundle_id)
+    )
+    wanted = set(digests)
+    for row in conn.execute(query):
+        if row.bundle_digest not in wanted:
+            continue
+        yield DriftCell(
+            device_id=row.device_id,
+            bundle_digest=row.bundle_digest,
+            artifact=row.artifact,
+            source=ds.WATCH_SOURCE,
+            bucket=min(max(int(row.bucket), 0), axis.count - 1),
+            windows=int(row.windows),
+            counts=_counts(row),
+        )
+
+
+def _eval_drift(
+    conn: Connection, filters: ReportFilter, axis: TimeAxis, digests: list[str]
+) -> Iterator[DriftCell]:
+    """Each distinct eval-sample summary of each board, as a cell at the last window that gave
+    it (its windows are not counted: the span is what is stored)."""
+    t = ds.drift_evals.c
+    query = select(ds.drift_evals)
+    if filters.device is not None:
+        query = query.where(t.device_id == filters.device)
+    if filters.since is not None:
+        query = query.where(t.last_at >= filters.since)
+    wanted = set(digests)
+    for row in conn.execute(query):
+        if row.bundle_digest not in wanted:
+            continue
+        last = as_utc(row.last_at)
+        bucket = int((last - axis.start).total_seconds() // axis.width_s)
+        yield DriftCell(
+            device_id=row.device_id,
+            bundle_digest=row.bundle_digest,
+            artifact=row.artifact,
+            source=ds.EVAL_SOURCE,
+            bucket=min(max(bucket, 0), axis.count - 1),
+            windows=0,
+            counts=_counts(row),
+            first_at=as_utc(row.first_at),
+            last_at=last,
+        )
+
+
+def _drift_references(conn: Connection, digests: list[str]) -> Iterator[DriftReference]:
+    t = ds.drift_references.c
+    for chunk in chunks(digests):
+        for row in conn.execute(select(ds.drift_references).where(t.bundle_digest.in_(chunk))):
+            yield DriftReference(row.bundle_digest, row.artifact, _counts(row))
+
+
+def _counts(row: Any) -> DriftCounts:
+    channels = int(row.channels or 0)
+    return DriftCounts(
+        classes=int(row.classes),
+        channels=channels,
+        samples=int(row.samples),
+        confidence=tuple(int(getattr(row, n)) for n in ds.CONF_COLUMNS),
+        class_bins=tuple(int(getattr(row, n)) for n in ds.CLASS_COLUMNS),
+        sum_mean=tuple(float(getattr(row, n) or 0.0) for n in ds.MEAN_COLUMNS[:channels]),
+        sum_square=tuple(float(getattr(row, n) or 0.0) for n in ds.SQUARE_COLUMNS[:channels]),
     )
 
 
-def _device_bundle_rows(conn: Connection) -> Iterator[DeviceBundleRow]:
-    for row in conn.execute(_device_bundle_query()):
-        yield DeviceBundleRow(
-            device_id=row.device_id,
-            bundle_digest=row.bundle_digest,
-            bundle_id=row.bundle_id,
-            profile=row.profile,
-            backend=row.backend,
-            reports=row.reports,
-            last_received_at=as_utc(row.last_received_at),
-            mean_ms=float(row.mean_ms),
-            p50_ms=float(row.p50_ms),
-            p90_ms=float(row.p90_ms),
-            p99_ms=float(row.p99_ms),
-            max_p99_ms=float(row.max_p99_ms),
-            peak_rss_mb=float(row.peak_rss_mb),
-            accuracy_metric=row.accuracy_metric,
-            accuracy=None if row.accuracy is None else float(row.accuracy),
-            accuracy_samples=None if row.accuracy_samples is None else int(row.accuracy_samples),
-            est_latency_ms=row.est_latency_ms,
-            model_bytes=row.model_bytes,
-            build_metric=row.metric,
-            build_fp32=row.fp32,
-            build_quantized=row.quantized,
+# -- candidates chosen on boards, rollouts ---------------------------------------------------
+
+
+def _selections(conn: Connection, cells: tuple[Cell, ...]) -> Iterator[BoardSelection]:
+    """The selection block of each device and bundle's latest report, where it has one."""
+    latest: dict[tuple[str, str], int] = {}
+    for c in cells:
+        key = (c.device_id, c.bundle_digest)
+        latest[key] = max(latest.get(key, -1), c.last_id)
+    r = _reports.c
+    for chunk in chunks(sorted(latest.values())):
+        query = select(r.device_id, r.bundle_digest, r.raw_json).where(
+            and_(r.id.in_(chunk), r.raw_json.like('%"selection":{%'))
         )
+        for row in conn.execute(query):
+            data = json.loads(row.raw_json).get("selection")
+            if data:
+                selection = Selection.model_validate(data)
+                yield BoardSelection(row.device_id, row.bundle_digest, selection)
+
+
+def _rollouts(conn: Connection) -> tuple[RolloutView, ...]:
+    """The latest rollouts with their waves and gate figures (none without rollout tables)."""
+    return tuple(rollout_timeline(conn, limit=_ROLLOUTS))

@@ -1,9 +1,134 @@
-"""What the fleet report reads from the store: frozen rows, aggregated in SQL."""
+"""What the fleet report reads from the store: frozen rows, aggregated in SQL.
+
+The unit is the :class:`Cell`: the windows of one device on one bundle within one time bucket,
+as exact sums, minima and maxima. Everything else the report shows (per device, per bundle, the
+fleet, over time) adds cells up, so no figure is sampled and a million reports cost the report
+what a few thousand cells cost.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from edgekit.schema import Selection
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilter:
+    """Which reports the report covers: since a time, one device, one profile (None: all)."""
+
+    since: datetime | None = None
+    device: str | None = None
+    profile: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """True when any filter is set."""
+        return self.since is not None or self.device is not None or self.profile is not None
+
+    def describe(self) -> str:
+        """The filters in words ("" when none)."""
+        parts = []
+        if self.device is not None:
+            parts.append(f"device {self.device}")
+        if self.profile is not None:
+            parts.append(f"profile {self.profile}")
+        if self.since is not None:
+            parts.append(f"since {self.since:%Y-%m-%d %H:%M UTC}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeAxis:
+    """Report windows binned by start time: ``count`` buckets of ``width_s`` from ``start``."""
+
+    start: datetime
+    width_s: float
+    count: int
+
+    def at(self, bucket: int) -> datetime:
+        """The middle of ``bucket``."""
+        return self.start + timedelta(seconds=self.width_s * (bucket + 0.5))
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """The windows of one device on one bundle in one time bucket: exact sums and extremes."""
+
+    device_id: str
+    bundle_digest: str
+    bucket: int
+    windows: int
+    first_at: datetime
+    last_at: datetime
+    last_received_at: datetime
+    last_id: int
+    backend: str
+    sum_mean_ms: float
+    sum_p50_ms: float
+    sum_p50_sq: float
+    sum_p90_ms: float
+    sum_p99_ms: float
+    min_p50_ms: float
+    max_p99_ms: float
+    sum_rss_mb: float
+    max_rss_mb: float
+    init_windows: int
+    sum_init_ms: float
+    first_windows: int
+    sum_first_ms: float
+    accuracy_metric: str | None
+    accuracy_weighted: float | None  # sum of value * samples
+    accuracy_samples: int | None
+    workload_inputs: int
+
+
+@dataclass(frozen=True, slots=True)
+class DriftCounts:
+    """Binned drift summaries added up (see ``edgekit.collector.drift_store``)."""
+
+    classes: int  # the model's classes before folding
+    channels: int  # channel groups with statistics
+    samples: int
+    confidence: tuple[int, ...]
+    class_bins: tuple[int, ...]
+    sum_mean: tuple[float, ...]  # per channel group: samples * mean
+    sum_square: tuple[float, ...]  # per channel group: samples * mean of squares
+
+
+@dataclass(frozen=True, slots=True)
+class DriftCell:
+    """One source's drift (eval sample or watched inputs) of one device, bundle and bucket."""
+
+    device_id: str
+    bundle_digest: str
+    artifact: str
+    source: str
+    bucket: int
+    windows: int  # 0 for an eval-sample summary (stored once with its span, not per window)
+    counts: DriftCounts
+    first_at: datetime | None = None  # eval-sample summaries: the windows that gave it
+    last_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DriftReference:
+    """The build's reference summary of one artifact of a bundle."""
+
+    bundle_digest: str
+    artifact: str
+    counts: DriftCounts
+
+
+@dataclass(frozen=True, slots=True)
+class BoardSelection:
+    """How a board chose among a bundle's candidates (from its latest report on that bundle)."""
+
+    device_id: str
+    bundle_digest: str
+    selection: Selection
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +163,7 @@ class BundleRow:
     quantized: float | None
     devices: int
     reports: int
+    first_seen: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +210,27 @@ class FleetSnapshot:
     taken_at: datetime
     devices: tuple[DeviceRow, ...]
     bundles: tuple[BundleRow, ...]
-    device_bundles: tuple[DeviceBundleRow, ...]
     report_count: int
     status_count: int
     rejected_count: int
     recent_rejected: tuple[RejectedEntry, ...]
+    filters: ReportFilter = field(default_factory=ReportFilter)
+    axis: TimeAxis | None = None
+    cells: tuple[Cell, ...] = ()
+    drift_cells: tuple[DriftCell, ...] = ()
+    drift_references: tuple[DriftReference, ...] = ()
+    selections: tuple[BoardSelection, ...] = ()
+    # The latest rollouts (edgekit.collector.rollout_queries.RolloutView), newest first.
+    rollouts: tuple[Any, ...] = ()
 
     @property
     def is_empty(self) -> bool:
         """True when nothing at all has been stored yet."""
         return not (self.report_count or self.devices or self.rejected_count)
+
+    @property
+    def device_bundles(self) -> tuple[DeviceBundleRow, ...]:
+        """Per device and bundle: the cells of every bucket added up."""
+        from edgekit.collector.cells import device_bundle_rows
+
+        return device_bundle_rows(self)

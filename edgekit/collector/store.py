@@ -8,8 +8,9 @@ it back). Every SQLAlchemy error leaves it as a ``StoreError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +19,7 @@ from edgekit.collector import ingest, queries
 from edgekit.collector.engine import DEFAULT_DB_URL, Refused, open_database
 from edgekit.collector.ingest import BatchResult, Plan
 from edgekit.collector.intake import AcceptedReport, Intake, Rejection, StatusUpdate
-from edgekit.collector.snapshot import FleetSnapshot
+from edgekit.collector.snapshot import FleetSnapshot, ReportFilter
 from edgekit.schema import Report, utc_now
 from edgekit.vocab import DeviceStatus
 
@@ -129,7 +130,27 @@ class Store:
         with self._db.guard("reading message ids"), self._db.connection(conn) as c:
             return queries.message_ids(c, candidates)
 
-    def snapshot(self, *, rejected_limit: int = 20) -> FleetSnapshot:
-        """Everything the fleet report shows, aggregated in the database."""
+    def snapshot(
+        self,
+        *,
+        rejected_limit: int = 20,
+        filters: ReportFilter | None = None,
+        buckets: int = queries.DEFAULT_BUCKETS,
+    ) -> FleetSnapshot:
+        """Everything the fleet report shows (of the reports ``filters`` select), aggregated in
+        the database, with trends over ``buckets`` time buckets."""
         with self._db.guard("reading the fleet"), self._db.engine.connect() as conn:
-            return queries.snapshot(conn, rejected_limit=rejected_limit)
+            return queries.snapshot(
+                conn, rejected_limit=rejected_limit, filters=filters, buckets=buckets
+            )
+
+    def device_ids(self) -> list[str]:
+        """Every stored device id, sorted."""
+        with self._db.guard("reading devices"), self._db.engine.connect() as conn:
+            return queries.device_ids(conn)
+
+    def report_rows(self, filters: ReportFilter | None = None) -> Iterator[tuple[Any, ...]]:
+        """Every stored report ``filters`` select, as a tuple of ``queries.ROW_COLUMNS``,
+        streamed (a million rows never sit in memory at once)."""
+        with self._db.guard("reading reports"), self._db.engine.connect() as conn:
+            yield from queries.report_rows(conn, filters or ReportFilter())

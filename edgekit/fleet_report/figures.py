@@ -1,63 +1,45 @@
 """The fleet report's figures, derived from a store snapshot; every output format shows these.
 
 The closed loop: each bundle carries the latency its build estimated for the profile's board;
-reports carry what the board measured. ``measured / estimated`` per device and per profile says
-how far the profile's throughput figures are off, which is what to fix in the profile.
+reports carry what the board measured. ``measured / estimated`` per bundle and per profile (on
+hosts that are the profile's kind of board) says how far the profile's throughput figures are
+off, which is what to fix in the profile.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
-from edgekit.collector.snapshot import BundleRow, DeviceRow, FleetSnapshot, RejectedEntry
+from edgekit.collector.snapshot import (
+    BoardSelection,
+    FleetSnapshot,
+    RejectedEntry,
+    ReportFilter,
+    TimeAxis,
+)
+from edgekit.fleet_report.compare import Comparison
+from edgekit.fleet_report.drift_view import DriftScore, drift_scores
+from edgekit.fleet_report.fleet import (
+    BestBundle,
+    BundleFigures,
+    DeviceBundleFigures,
+    DeviceFigures,
+    ProfileLoop,
+    best_bundles,
+    bundle_figures,
+    comparisons,
+    device_bundle_figures,
+    device_figures,
+    profile_loops,
+)
+from edgekit.fleet_report.hosts import Health
+from edgekit.fleet_report.series import Series, by_bundle
 
-
-@dataclass(frozen=True, slots=True)
-class DeviceBundleFigures:
-    """One device running one bundle."""
-
-    device_id: str
-    device_status: str | None
-    bundle_id: str
-    bundle_digest: str
-    profile: str
-    backend: str
-    reports: int
-    last_report_at: datetime
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_p99_ms: float
-    est_latency_ms: float | None
-    measured_over_estimated: float | None
-    accuracy_metric: str | None
-    accuracy_on_device: float | None
-    accuracy_fp32: float | None
-    accuracy_build: float | None
-    delta_vs_fp32: float | None
-    delta_vs_build: float | None
-    model_bytes: int
-    peak_rss_mb: float
-
-    @property
-    def label(self) -> str:
-        """Short name for plot axes."""
-        return f"{self.device_id} / {self.bundle_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileLoop:
-    """Estimated against measured latency for one device profile, over all its reports."""
-
-    profile: str
-    bundles: int
-    devices: int
-    reports: int
-    est_latency_ms: float | None
-    measured_p50_ms: float
-    measured_over_estimated: float | None
+# Devices beyond which each board's trend is drawn from pairs of buckets (half the points).
+_COARSE_DEVICES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +47,23 @@ class FleetFigures:
     """Everything the report shows."""
 
     generated_at: datetime
+    filters: ReportFilter
+    axis: TimeAxis | None
     report_count: int
     status_count: int
     rejected_count: int
-    devices: tuple[DeviceRow, ...]
-    bundles: tuple[BundleRow, ...]
+    devices: tuple[DeviceFigures, ...]
+    bundles: tuple[BundleFigures, ...]
     device_bundles: tuple[DeviceBundleFigures, ...]
     profiles: tuple[ProfileLoop, ...]
+    best: tuple[BestBundle, ...]
+    comparisons: tuple[Comparison, ...]
+    drift: tuple[DriftScore, ...]
+    selections: tuple[BoardSelection, ...]
+    rollouts: tuple[Any, ...]  # edgekit.collector.rollout_queries.RolloutView
     recent_rejected: tuple[RejectedEntry, ...]
+    bundle_series: tuple[Series, ...]  # the fleet's windows per bundle over time
+    device_series: dict[str, tuple[Series, ...]]  # each board's, per bundle
 
     @property
     def is_empty(self) -> bool:
@@ -84,116 +75,110 @@ class FleetFigures:
         """Devices whose last status is online."""
         return sum(1 for d in self.devices if d.last_status == "online")
 
+    def health_counts(self) -> dict[str, int]:
+        """How many boards are in each state of health."""
+        counts = {h.value: 0 for h in Health}
+        for d in self.devices:
+            counts[d.health.value] += 1
+        return counts
+
+    @property
+    def drifting(self) -> tuple[DriftScore, ...]:
+        """The flagged drift scores."""
+        return tuple(d for d in self.drift if d.flagged)
+
+    @property
+    def estimate_outliers(self) -> tuple[BundleFigures, ...]:
+        """Bundles whose measured latency is off the build's estimate by more than 1.5x."""
+        return tuple(
+            b
+            for b in self.bundles
+            if b.estimate_ratio is not None and not (1 / 1.5 <= b.estimate_ratio <= 1.5)
+        )
+
+    def bundle(self, digest: str) -> BundleFigures | None:
+        """The bundle of ``digest``, if the report covers it."""
+        return next((b for b in self.bundles if b.bundle_digest == digest), None)
+
+    def totals(self) -> dict[str, int]:
+        """The headline counts."""
+        return {
+            "reports": self.report_count,
+            "devices": len(self.devices),
+            "devices_online": self.devices_online,
+            "bundles": len(self.bundles),
+            "status_changes": self.status_count,
+            "rejected": self.rejected_count,
+        }
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready structure (timestamps as ISO 8601 strings)."""
-        return _jsonable(
+        """JSON-ready structure (timestamps as ISO 8601 strings, enums as their values)."""
+        return jsonable(
             {
                 "generated_at": self.generated_at,
-                "totals": {
-                    "reports": self.report_count,
-                    "devices": len(self.devices),
-                    "devices_online": self.devices_online,
-                    "bundles": len(self.bundles),
-                    "status_changes": self.status_count,
-                    "rejected": self.rejected_count,
+                "filters": self.filters,
+                "axis": self.axis,
+                "totals": self.totals(),
+                "health": self.health_counts(),
+                **{
+                    f.name: getattr(self, f.name)
+                    for f in fields(self)
+                    if f.name not in ("generated_at", "filters", "axis")
                 },
-                "devices": [asdict(d) for d in self.devices],
-                "bundles": [asdict(b) for b in self.bundles],
-                "device_bundles": [asdict(r) for r in self.device_bundles],
-                "profiles": [asdict(p) for p in self.profiles],
-                "recent_rejected": [asdict(r) for r in self.recent_rejected],
             }
         )
 
 
 def fleet_figures(snapshot: FleetSnapshot) -> FleetFigures:
-    """Derive the report's figures (deltas, ratios, per-profile loop) from a snapshot."""
-    status = {d.device_id: d.last_status for d in snapshot.devices}
-    rows = []
-    for r in snapshot.device_bundles:
-        build = r.build_quantized if r.build_metric == r.accuracy_metric else None
-        fp32 = r.build_fp32 if r.build_metric == r.accuracy_metric else None
-        rows.append(
-            DeviceBundleFigures(
-                device_id=r.device_id,
-                device_status=status.get(r.device_id),
-                bundle_id=r.bundle_id,
-                bundle_digest=r.bundle_digest,
-                profile=r.profile,
-                backend=r.backend,
-                reports=r.reports,
-                last_report_at=r.last_received_at,
-                p50_ms=r.p50_ms,
-                p90_ms=r.p90_ms,
-                p99_ms=r.p99_ms,
-                max_p99_ms=r.max_p99_ms,
-                est_latency_ms=r.est_latency_ms,
-                measured_over_estimated=_ratio(r.p50_ms, r.est_latency_ms),
-                accuracy_metric=r.accuracy_metric,
-                accuracy_on_device=r.accuracy,
-                accuracy_fp32=fp32,
-                accuracy_build=build,
-                delta_vs_fp32=_delta(r.accuracy, fp32),
-                delta_vs_build=_delta(r.accuracy, build),
-                model_bytes=r.model_bytes,
-                peak_rss_mb=r.peak_rss_mb,
-            )
-        )
+    """Derive the report's figures (health, host checks, trends, A/B, drift) from a snapshot."""
+    bundles = bundle_figures(snapshot)
+    labels = {b.bundle_digest: b.label for b in bundles}
+    drift = drift_scores(snapshot)
+    devices = device_figures(snapshot, labels, drift)
+    pairs = device_bundle_figures(snapshot, labels, {d.device_id: d for d in devices})
+    axis = snapshot.axis
+    merge = 2 if len(devices) > _COARSE_DEVICES else 1
+    per_device: dict[str, list[Any]] = {}
+    for cell in snapshot.cells:
+        per_device.setdefault(cell.device_id, []).append(cell)
     return FleetFigures(
         generated_at=snapshot.taken_at,
+        filters=snapshot.filters,
+        axis=axis,
         report_count=snapshot.report_count,
         status_count=snapshot.status_count,
         rejected_count=snapshot.rejected_count,
-        devices=snapshot.devices,
-        bundles=snapshot.bundles,
-        device_bundles=tuple(rows),
-        profiles=tuple(_profile_loops(rows)),
+        devices=devices,
+        bundles=bundles,
+        device_bundles=pairs,
+        profiles=profile_loops(bundles),
+        best=best_bundles(bundles),
+        comparisons=comparisons(bundles, pairs),
+        drift=drift,
+        selections=snapshot.selections,
+        rollouts=snapshot.rollouts,
         recent_rejected=snapshot.recent_rejected,
+        bundle_series=by_bundle(snapshot.cells, axis) if axis else (),
+        device_series={
+            device: by_bundle(cells, axis, merge=merge) for device, cells in per_device.items()
+        }
+        if axis
+        else {},
     )
 
 
-def _profile_loops(rows: list[DeviceBundleFigures]) -> list[ProfileLoop]:
-    loops = []
-    for profile in sorted({r.profile for r in rows}):
-        mine = [r for r in rows if r.profile == profile]
-        reports = sum(r.reports for r in mine)
-        # Weighted by report count, so a chatty device counts as much as it measured; bundles
-        # without an estimate (unknown) are left out of the estimate's average.
-        estimated = [r for r in mine if r.est_latency_ms is not None]
-        counted = sum(r.reports for r in estimated)
-        est = (
-            sum((r.est_latency_ms or 0.0) * r.reports for r in estimated) / counted
-            if counted
-            else None
-        )
-        measured = sum(r.p50_ms * r.reports for r in mine) / reports
-        loops.append(
-            ProfileLoop(
-                profile=profile,
-                bundles=len({r.bundle_digest for r in mine}),
-                devices=len({r.device_id for r in mine}),
-                reports=reports,
-                est_latency_ms=est,
-                measured_p50_ms=measured,
-                measured_over_estimated=_ratio(measured, est),
-            )
-        )
-    return loops
-
-
-def _ratio(measured: float, estimated: float | None) -> float | None:
-    return measured / estimated if estimated is not None and estimated > 0 else None
-
-
-def _delta(value: float | None, reference: float | None) -> float | None:
-    return None if value is None or reference is None else value - reference
-
-
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON types: dataclasses as dicts, timestamps as ISO text, enums as values."""
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
     return value

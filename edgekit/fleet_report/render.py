@@ -6,13 +6,17 @@ import csv
 import io
 import json
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from edgekit._optional import require
 from edgekit.errors import EdgekitError
+from edgekit.fleet_report.compare import MIN_BOARDS, MIN_WINDOWS
+from edgekit.fleet_report.drift_view import PSI_LARGE
 from edgekit.fleet_report.figures import FleetFigures
-from edgekit.fleet_report.plots import fleet_plots, plotly_js
+from edgekit.fleet_report.hosts import SILENT_INTERVALS
+from edgekit.fleet_report.page import page_data
 from edgekit.vocab import ReportFormat
 
 # Columns of the CSV: one row per device and bundle, carrying the device's status as well.
@@ -23,9 +27,11 @@ CSV_COLUMNS = (
     "bundle_digest",
     "profile",
     "backend",
+    "host",
     "reports",
     "last_report_at",
     "p50_ms",
+    "p50_std_ms",
     "p90_ms",
     "p99_ms",
     "max_p99_ms",
@@ -39,28 +45,46 @@ CSV_COLUMNS = (
     "delta_vs_build",
     "model_bytes",
     "peak_rss_mb",
+    "init_ms",
+    "first_ms",
 )
+_SOURCES = {"eval": "eval sample", "watch": "watched inputs"}
 
 
 def render(figures: FleetFigures, fmt: ReportFormat, *, source: str) -> str:
     """The report as text; ``source`` names the database it was read from."""
     if fmt is ReportFormat.JSON:
-        return json.dumps({"source": source, **figures.to_dict()}, indent=2) + "\n"
+        return json.dumps({"source": source, **figures.to_dict()}, indent=1) + "\n"
     if fmt is ReportFormat.CSV:
         return _csv(figures)
     env = _environment(html=fmt is ReportFormat.HTML)
+    context: dict[str, Any] = {
+        "f": figures,
+        "source": source,
+        "labels": {b.bundle_digest: b.label for b in figures.bundles},
+        "silent_intervals": SILENT_INTERVALS,
+        "min_windows": MIN_WINDOWS,
+        "min_boards": MIN_BOARDS,
+        "psi_large": PSI_LARGE,
+    }
     if fmt is ReportFormat.HTML:
-        template = env.get_template("report.html.j2")
-        plots = fleet_plots(figures)
-        return template.render(
-            f=figures, plots=plots, source=source, plotly_js=plotly_js() if plots else ""
+        context.update(
+            css=_asset("report.css"),
+            app_js=_asset("report.js"),
+            plotly_js="" if figures.is_empty else plotly_js(),
+            data="" if figures.is_empty else page_data(figures),
         )
-    return env.get_template("report.md.j2").render(f=figures, source=source)
+        return env.get_template("report.html.j2").render(context)
+    return env.get_template("report.md.j2").render(context)
 
 
 def write_report(figures: FleetFigures, out: Path, fmt: ReportFormat, *, source: str) -> Path:
     """Render and write the report to ``out`` (atomically: a failed write leaves no half file)."""
-    text = render(figures, fmt, source=source)
+    return write_text(out, render(figures, fmt, source=source))
+
+
+def write_text(out: Path, text: str) -> Path:
+    """Write ``text`` to ``out`` through a temporary file renamed into place."""
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -71,22 +95,35 @@ def write_report(figures: FleetFigures, out: Path, fmt: ReportFormat, *, source:
     return out
 
 
+def plotly_js() -> str:
+    """plotly.js itself, to inline in the page so it works offline."""
+    offline = require("plotly.offline", extra="collector", package="plotly")
+    return str(offline.get_plotlyjs())
+
+
+def _asset(name: str) -> str:
+    return resources.files("edgekit.fleet_report").joinpath("templates", name).read_text("utf-8")
+
+
 def _csv(figures: FleetFigures) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in figures.device_bundles:
-        writer.writerow([_csv_cell(getattr(row, column)) for column in CSV_COLUMNS])
+        writer.writerow([csv_cell(getattr(row, column)) for column in CSV_COLUMNS])
     return buffer.getvalue()
 
 
-def _csv_cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: empty for None, ISO 8601 for times, 6 significant digits."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, float):
         return f"{value:.6g}"
+    if hasattr(value, "value"):  # enums
+        return value.value
     return value
 
 
@@ -99,9 +136,8 @@ def _environment(*, html: bool) -> Any:
         trim_blocks=False,
         keep_trailing_newline=True,
     )
-    env.filters["num"] = _num
-    env.filters["when"] = _when
-    env.filters["md"] = _md
+    env.filters.update(num=_num, when=_when, md=_md, duration=_duration, source=_source,
+                       error_pct=_error_pct, cell=_cell)  # fmt: skip
     return env
 
 
@@ -115,6 +151,29 @@ def _num(value: float | None, spec: str = ".3g", suffix: str = "") -> str:
 
 def _when(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def _source(value: str) -> str:
+    return _SOURCES.get(value, value)
+
+
+def _error_pct(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{(ratio - 1) * 100:+.0f} %"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, datetime):
+        return _when(value)
+    if isinstance(value, float):
+        return _num(value)
+    return "-" if value is None else str(value)
 
 
 def _md(value: object) -> str:

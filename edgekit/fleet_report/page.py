@@ -1,0 +1,122 @@
+"""The data the HTML page draws from: one compact JSON document, rounded for display.
+
+The page's plots are drawn by its own script from this document, so each number is written once
+(not once per Plotly figure), and a fleet of a thousand boards with a trend per board stays a few
+megabytes. The JSON export (``--out x.json``) carries the unrounded figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from edgekit.fleet_report.figures import FleetFigures
+from edgekit.fleet_report.series import Series
+
+
+def page_data(f: FleetFigures) -> str:
+    """The page's JSON, safe to place inside a ``<script>`` element."""
+    axis = f.axis
+    data = {
+        "device": f.filters.device,
+        "axis": None
+        if axis is None
+        else {
+            "start": round(axis.start.timestamp() * 1e3),
+            "width": axis.width_s * 1e3,
+            "count": axis.count,
+        },
+        "bundles": [_bundle(b) for b in f.bundles],
+        "devices": [_device(d) for d in f.devices],
+        "series": {
+            "bundles": [_series(s) for s in f.bundle_series],
+            "devices": {d: [_series(s) for s in series] for d, series in f.device_series.items()},
+        },
+        "ab": [_comparison(c) for c in f.comparisons],
+        "drift": [_drift(d) for d in f.drift],
+    }
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    # Inside <script>, "</" could end the element and "<!--" start a comment.
+    return text.replace("<", "\\u003c")
+
+
+def r4(value: float | None) -> float | None:
+    """``value`` to 4 significant digits (None and non-finite values as None)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value:.4g}")
+
+
+def _bundle(b: Any) -> dict[str, Any]:
+    return {
+        "d": b.bundle_digest, "id": b.bundle_id, "label": b.label, "profile": b.profile,
+        "artifact": b.artifact, "format": b.format, "kib": r4(b.model_bytes / 1024),
+        "est": r4(b.est_latency_ms), "metric": b.metric, "fp32": r4(b.fp32),
+        "quantized": r4(b.quantized), "boards": b.devices, "reports": b.reports,
+        "p50": r4(b.p50_ms), "p90": r4(b.p90_ms), "p99": r4(b.p99_ms),
+        "max99": r4(b.max_p99_ms), "acc": r4(b.accuracy), "rss": r4(b.peak_rss_mb),
+        "init": r4(b.init_ms), "first": r4(b.first_ms), "board_p50": r4(b.board_p50_ms),
+        "board_reports": b.board_reports,
+        "dev": [[d, r4(v)] for d, v in b.device_p50],
+    }  # fmt: skip
+
+
+def _device(d: Any) -> dict[str, Any]:
+    return {
+        "id": d.device_id, "hostname": d.hostname, "machine": d.machine, "system": d.system,
+        "health": d.health.value, "host": d.host.value, "status": d.last_status,
+        "status_at": _iso(d.status_at), "profiles": list(d.profiles), "current": d.current_bundle,
+        "p50": r4(d.p50_ms), "acc": r4(d.accuracy), "reports": d.reports,
+        "last": _iso(d.last_report_at), "interval": r4(d.interval_s), "drift": d.drifting,
+        "history": [[s.bundle_digest, _iso(s.first_at), _iso(s.last_at), s.windows]
+                    for s in d.history],
+    }  # fmt: skip
+
+
+def _series(s: Series) -> dict[str, Any]:
+    return {
+        "d": s.bundle_digest,
+        "t": list(s.t_ms),
+        "n": list(s.windows),
+        "p50": _r(s.p50_ms),
+        "p90": _r(s.p90_ms),
+        "p99": _r(s.p99_ms),
+        "max99": _r(s.max_p99_ms),
+        "acc": _r(s.accuracy),
+        "rss": _r(s.rss_mb),
+        "init": _r(s.init_ms),
+        "first": _r(s.first_ms),
+    }
+
+
+def _comparison(c: Any) -> dict[str, Any]:
+    pct = c.change_pct
+    return {
+        "profile": c.profile,
+        "a": c.a_label,
+        "b": c.b_label,
+        "enough": c.enough,
+        "points": [[p.device_id, r4(100 * (p.ratio - 1))] for p in c.pairs],
+        "change": None if pct is None else [r4(v) for v in pct],
+    }
+
+
+def _drift(d: Any) -> dict[str, Any]:
+    return {
+        "device": d.device_id, "d": d.bundle_digest, "artifact": d.artifact,
+        "source": d.source, "samples": d.samples, "psi": r4(d.psi),
+        "threshold": r4(d.threshold), "flagged": d.flagged, "reason": d.reason,
+        "conf": list(d.confidence), "ref_conf": list(d.reference_confidence),
+        "cls": list(d.classes), "ref_cls": list(d.reference_classes),
+        "series": [[k, r4(v), n] for k, v, n in d.series],
+    }  # fmt: skip
+
+
+def _r(values: Sequence[float | None]) -> list[float | None]:
+    return [r4(v) for v in values]
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
