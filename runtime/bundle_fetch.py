@@ -140,7 +140,8 @@ def _copy(
         while done < size:
             if stop():
                 raise FetchInterrupted(f"download of {url} stopped at {done} of {size} bytes")
-            chunk = response.read(min(_CHUNK, size + 1 - done))
+            # read1: what has arrived (up to a chunk), so a stop is seen on a slow link too.
+            chunk = response.read1(min(_CHUNK, size + 1 - done))
             if not chunk:
                 break
             out.write(chunk)

@@ -50,9 +50,51 @@ class TestBundles:
     tampered: Path
     fleet_pub: Path
     foreign_pub: Path
+    fleet_key: Path
 
     def digest(self, bundle: Path) -> str:
         return manifest_digest(bundle)
+
+
+def cached_test_bundles(cache: Path) -> TestBundles:
+    """The bundles, built once into pytest's cache folder and reused while the code that makes
+    them (the converters, the bundle format, this module) is unchanged."""
+    import hashlib
+
+    from edgekit_testing import REPO
+
+    digest = hashlib.sha256()
+    sources = [
+        *sorted((REPO / "converters").glob("*.py")),
+        REPO / "edgekit" / "manifest.py",
+        REPO / "edgekit" / "bundle.py",
+        REPO / "edgekit" / "signing.py",
+        REPO / "tests" / "npz_source.py",
+        Path(__file__),
+    ]
+    for source in sources:
+        digest.update(source.read_bytes())
+    root = cache / f"bundles-{digest.hexdigest()[:16]}"
+    if not (root / "built").is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        build_test_bundles(root)
+        (root / "built").write_text("ok\n")
+    return _bundles_in(root)
+
+
+def _bundles_in(root: Path) -> TestBundles:
+    keys = root / "keys"
+    return TestBundles(
+        root / "a",
+        root / "b",
+        root / "slow",
+        root / "foreign",
+        root / "tampered",
+        keys / "fleet.pub",
+        keys / "foreign.pub",
+        keys / "fleet.key",
+    )
 
 
 def build_test_bundles(root: Path) -> TestBundles:
@@ -80,25 +122,39 @@ def build_test_bundles(root: Path) -> TestBundles:
         np.savez(root / f"mlp{seed}.npz", w1=w1, b1=b1, w2=w2, b2=b2)
     w1, b1, w2, b2 = weights[0]
     k = HIDDEN_REPEAT
-    np.savez(root / "wide.npz", w1=np.tile(w1, (1, k)), b1=np.tile(b1, k),
-             w2=np.tile(w2 / k, (k, 1)), b2=b2)  # fmt: skip
-    fleet_key, fleet_pub = generate_keypair(root / "keys" / "fleet")
-    foreign_key, foreign_pub = generate_keypair(root / "keys" / "foreign")
+    np.savez(
+        root / "wide.npz",
+        w1=np.tile(w1, (1, k)),
+        b1=np.tile(b1, k),
+        w2=np.tile(w2 / k, (k, 1)),
+        b2=b2,
+    )
+    fleet_key, _ = generate_keypair(root / "keys" / "fleet")
+    foreign_key, _ = generate_keypair(root / "keys" / "foreign")
     source_registry.register(NpzDenseSource)
     try:
-        for name, model, key in (("a", "mlp0", fleet_key), ("b", "mlp1", fleet_key),
-                                 ("slow", "wide", fleet_key), ("foreign", "mlp2", foreign_key)):  # fmt: skip
-            report = build(BuildRequest(
-                model=root / f"{model}.npz", profile=load_profile("x86-64"),
-                out_dir=root / name, calibration=root / "calib.npz", eval_data=root / "eval.npz",
-                latency_runs=0, sign_key=key,
-            ))  # fmt: skip
+        for name, model, key in (
+            ("a", "mlp0", fleet_key),
+            ("b", "mlp1", fleet_key),
+            ("slow", "wide", fleet_key),
+            ("foreign", "mlp2", foreign_key),
+        ):
+            report = build(
+                BuildRequest(
+                    model=root / f"{model}.npz",
+                    profile=load_profile("x86-64"),
+                    out_dir=root / name,
+                    calibration=root / "calib.npz",
+                    eval_data=root / "eval.npz",
+                    latency_runs=0,
+                    sign_key=key,
+                )
+            )
             assert report.status == "ok", (name, report.status)
     finally:
         source_registry.unregister(NpzDenseSource)
-    tampered = _tamper(root / "b", root / "tampered")
-    return TestBundles(root / "a", root / "b", root / "slow", root / "foreign", tampered,
-                       fleet_pub, foreign_pub)  # fmt: skip
+    _tamper(root / "b", root / "tampered")
+    return _bundles_in(root)
 
 
 def _tamper(bundle: Path, out: Path) -> Path:
@@ -120,8 +176,10 @@ def _tamper(bundle: Path, out: Path) -> Path:
     onnx.save(model, out / "model.onnx")
     manifest = json.loads((out / "manifest.json").read_text())
     data = (out / "model.onnx").read_bytes()
-    manifest["files"]["model.onnx"] = {"sha256": hashlib.sha256(data).hexdigest(),
-                                       "size": len(data)}  # fmt: skip
+    manifest["files"]["model.onnx"] = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out
 
@@ -158,13 +216,34 @@ class Board:
         trust = ["--trust-key", str(self.trust_key)] if self.trust_key else []
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [EDGEKIT, "daemon", str(self.bundle), "--broker", self.broker,
-                 "--device-id", self.device_id, "--deploy-dir", str(self.deploy_dir),
-                 "--outbox", str(self.outbox), "--interval", "0.5", "--window", "20",
-                 "--warmup", "3", "--threads", "1", "--flush-timeout", "3", *trust,
-                 *self.extra],
-                stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    EDGEKIT,
+                    "daemon",
+                    str(self.bundle),
+                    "--broker",
+                    self.broker,
+                    "--device-id",
+                    self.device_id,
+                    "--deploy-dir",
+                    str(self.deploy_dir),
+                    "--outbox",
+                    str(self.outbox),
+                    "--interval",
+                    "0.5",
+                    "--window",
+                    "20",
+                    "--warmup",
+                    "3",
+                    "--threads",
+                    "1",
+                    "--flush-timeout",
+                    "3",
+                    *trust,
+                    *self.extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         return self
 
     def stop(self, *, timeout: float = 30.0) -> int | None:
@@ -215,8 +294,9 @@ def collector_running(broker_url: str, db_url: str, **options) -> Iterator[None]
     from edgekit.collector import Collector, Store, collector_settings
 
     store = Store(db_url)
-    settings = collector_settings(broker_url, client_id=f"edgekit-test-{time.monotonic_ns()}",
-                                  **options)  # fmt: skip
+    settings = collector_settings(
+        broker_url, client_id=f"edgekit-test-{time.monotonic_ns()}", **options
+    )
     stop = threading.Event()
     with Collector(settings, store) as running:
         thread = threading.Thread(target=running.run, kwargs={"stop": stop}, daemon=True)
@@ -236,36 +316,87 @@ def reports_by(db_url: str, device_id: str, digest: str) -> int:
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(
-                text("SELECT count(*) FROM reports WHERE device_id = :d AND bundle_digest = :b"),
-                {"d": device_id, "b": digest},
-            ).scalar_one())  # fmt: skip
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM reports WHERE device_id = :d AND bundle_digest = :b"
+                    ),
+                    {"d": device_id, "b": digest},
+                ).scalar_one()
+            )
     finally:
         engine.dispose()
 
 
-def wait_for_reports(db_url: str, boards: list[Board], digest: str, *, at_least: int,
-                     timeout_s: float) -> None:  # fmt: skip
+def wait_for_reports(
+    db_url: str, boards: list[Board], digest: str, *, at_least: int, timeout_s: float
+) -> None:
     """Until every board has ``at_least`` reports from ``digest`` in the database."""
     wait_until(
         lambda: all(reports_by(db_url, b.device_id, digest) >= at_least for b in boards),
-        timeout_s=timeout_s, what=f"{at_least} report(s) from {digest[:12]} of every board",
-    )  # fmt: skip
+        timeout_s=timeout_s,
+        what=f"{at_least} report(s) from {digest[:12]} of every board",
+    )
 
 
 def deploy(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``edgekit deploy ...`` to its end."""
-    return subprocess.run([EDGEKIT, "deploy", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [EDGEKIT, "deploy", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start_deploy(*args: str | Path, log: Path) -> subprocess.Popen[bytes]:
     """``edgekit deploy ...`` in the background, its output into ``log``."""
     with log.open("ab") as out:
-        return subprocess.Popen([EDGEKIT, "deploy", *map(str, args)], stdout=out,
-                                stderr=subprocess.STDOUT)  # fmt: skip
+        return subprocess.Popen(
+            [EDGEKIT, "deploy", *map(str, args)], stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def python() -> str:
     """The interpreter running the tests (the daemon's)."""
     return sys.executable
+
+
+# -- commands by hand (the board's side, without a controller) -----------------------------
+
+
+def install_command(entry, device_id: str, base_url: str, *, rollout_id: str, **changes):
+    """The install command a controller would send for a store entry."""
+    from edgekit.deploy_wire import DeployCommand
+    from edgekit.schema import utc_now
+
+    fields = dict(
+        rollout_id=rollout_id,
+        device_id=device_id,
+        bundle_digest=entry.bundle_digest,
+        bundle_id=entry.bundle_id,
+        url=entry.url(base_url),
+        archive_sha256=entry.archive_sha256,
+        archive_size=entry.archive_size,
+        measure_windows=2,
+        issued_at=utc_now(),
+    )
+    return DeployCommand(**{**fields, **changes})
+
+
+def publish_retained(host: str, port: int, topic: str, payload: bytes) -> None:
+    """Publish once, retained, QoS 1, and wait for the PUBACK."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{time.monotonic_ns()}")
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def phases(messages) -> list[str]:
+    """The phases of the deployment events among subscriber messages, in order."""
+    from edgekit.deploy_wire import parse_event
+
+    return [parse_event(m.payload).phase.value for m in messages]
