@@ -115,6 +115,9 @@ class NatsFleet:
     def account(self, scenario: str, sent: dict[str, int], config) -> dict[str, object]:
         """Each board's sequence numbers stored exactly once; the figures recorded."""
         stored = self.stored()
+        missing = {b: sorted(set(range(n)) - set(stored.get(b, []))) for b, n in sent.items()}
+        shown = {b: f"{len(m)} ({m[0]}..{m[-1]})" for b, m in missing.items() if m}
+        assert not shown, f"PUBACKed but not stored: {shown}"
         for board, count in sent.items():
             assert sorted(stored.get(board, [])) == list(range(count)), board
         total, kept = sum(sent.values()), sum(len(v) for v in stored.values())
@@ -143,6 +146,14 @@ def fleet(jetson_build, tmp_path) -> Iterator[NatsFleet]:
             for proc, _ in running.collectors:
                 if proc.poll() is None:
                     proc.kill()
+
+
+def _wait_for(fleet: NatsFleet, total: int, timeout_s: float = 90) -> None:
+    """Until ``total`` reports are stored, or the deadline (the accounting then says what is
+    missing)."""
+    deadline = time.monotonic() + timeout_s
+    while fleet.count() < total and time.monotonic() < deadline:
+        time.sleep(0.3)
 
 
 def _finish(board: subprocess.Popen[str]) -> None:
@@ -182,7 +193,7 @@ def test_boards_to_two_collectors_a_nats_node_killed_mid_run(fleet, request):
     for board in boards:
         _finish(board)
     sent = fleet.sent(BOARDS)
-    wait_until(lambda: fleet.count() >= sum(sent.values()), timeout_s=90, what="every report")
+    _wait_for(fleet, sum(sent.values()))
     fleet.stop_collectors()
     row = fleet.account("NATS node (EDGEKIT leader) SIGKILLed mid-run", sent, request.config)
     assert row["rejected"] == 1, "the malformed payload, once"
@@ -215,7 +226,7 @@ def test_a_collector_killed_mid_batch_leaves_its_messages_to_the_other(fleet, re
         first.wait(10)
     # The other commits its batch, then gets the dead one's after ack_wait.
     sent = {board: 200 for board in BOARDS}
-    wait_until(lambda: fleet.count() >= 600, timeout_s=90, what="600 reports stored")
+    _wait_for(fleet, 600)
     fleet.stop_collectors()
     fleet.account("collector SIGKILLed mid-batch (NATS)", sent, request.config)
     assert fleet.acknowledged == 600, "the survivor acknowledged every message, the dead one's too"
