@@ -28,6 +28,14 @@ def _upper(name: str, value: float | None, limit: float, unit: str, detail: str 
     )
 
 
+def bundle_check(profile: DeviceProfile, bundle_bytes: int) -> tuple[Check, ...]:
+    """The whole bundle (artifacts and eval sample) against the board's storage budget."""
+    limit = profile.budgets.max_bundle_mb
+    if limit is None:
+        return ()
+    return (_upper("bundle size", bundle_bytes / 2**20, limit, "MB", "artifacts + eval sample"),)
+
+
 def check_budgets(
     profile: DeviceProfile,
     *,
@@ -35,7 +43,8 @@ def check_budgets(
     accuracy_detail: str,
     model_mb: float,
     est_ram_mb: float,
-    est_latency_ms: float,
+    est_latency_ms: float | None,
+    latency_detail: str = "",
     float_ops: tuple[str, ...],
     ops_present: tuple[str, ...],
 ) -> tuple[Check, ...]:
@@ -47,7 +56,13 @@ def check_budgets(
         ),
         _upper("model size", model_mb, budgets.max_model_mb, "MB"),
         _upper("RAM (estimated)", est_ram_mb, budgets.max_ram_mb, "MB", "weights + largest op"),
-        _upper("latency (estimated)", est_latency_ms, budgets.max_latency_ms, "ms", profile.name),
+        _upper(
+            "latency (estimated)",
+            est_latency_ms,
+            budgets.max_latency_ms,
+            "ms",
+            latency_detail or profile.name,
+        ),
     ]
     if not profile.build.allow_float_fallback:
         checks.append(

@@ -1,24 +1,20 @@
-"""Writing the bundle: the chosen artifacts, the eval sample with the fp32 outputs the board must
-reproduce, the build report, and the manifest (signed when a key is given)."""
+"""Writing the bundle: the shipped artifacts, the eval sample (:mod:`.sample_output`), the build
+report, and the manifest (signed when a key is given)."""
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from edgekit import metrics
 from edgekit._version import __version__
 from edgekit.bundle import write_bundle
 from edgekit.converters import report as rpt
-from edgekit.converters.candidates import Candidate
+from edgekit.converters.choice import Choice
 from edgekit.converters.plan import Plan
+from edgekit.converters.sample_output import SampleOutput
 from edgekit.converters.source import Source
-from edgekit.converters.validate import Reference, outputs_of
-from edgekit.datasets import LabelledData
+from edgekit.figures import AccuracyFigures
 from edgekit.manifest import (
     Artifact,
     BuildMetrics,
@@ -44,21 +40,20 @@ def load_signer(path: Path | None) -> Any | None:
 def write_output(
     plan: Plan,
     source: Source,
-    chosen: tuple[Candidate, ...],
+    choice: Choice,
     report: rpt.BuildReport,
-    reference: Reference,
+    sample: SampleOutput | None,
     *,
     signer: Any | None,
 ) -> Path:
     """Write the bundle to the request's ``out_dir`` (atomically, verified) and return it."""
     request, profile = plan.request, plan.profile
-    files: dict[str, bytes] = {c.file_name: c.content for c in chosen}
+    shipped = choice.shipped
+    files: dict[str, bytes] = {c.file_name: c.content for c in shipped}
     files[REPORT_FILE] = report.to_json().encode()
-    sample_values: tuple[float | None, ...] = (None,) * len(chosen)
-    if reference.data is not None:
-        files[EVAL_SAMPLE_FILE], sample_values = _eval_sample(
-            chosen, reference, request.eval_sample_size
-        )
+    if sample is not None:
+        files[EVAL_SAMPLE_FILE] = sample.content
+    figures_on_sample = sample.figures if sample is not None else (None,) * len(shipped)
     artifacts = tuple(
         Artifact(
             file=figures.artifact.file,
@@ -67,11 +62,14 @@ def write_output(
             per_channel=figures.artifact.per_channel,
             inputs=candidate.io.inputs,
             outputs=candidate.io.outputs,
-            metrics=_metrics(figures, value),
+            metrics=_metrics(figures, on_sample),
             pruning=_pruning_info(figures.pruning),
             kept_float=candidate.artifact.kept_float,
+            variant=candidate.label[:64],
         )
-        for candidate, figures, value in zip(chosen, report.artifacts, sample_values, strict=True)
+        for candidate, figures, on_sample in zip(
+            shipped, report.artifacts, figures_on_sample, strict=True
+        )
     )
     manifest = Manifest(
         bundle_id=report.bundle_id,
@@ -87,10 +85,12 @@ def write_output(
             backend=profile.runtime.backend.value,
             threads=profile.runtime.threads,
             delegate=profile.runtime.delegate,
+            max_accuracy_drop_pt=profile.budgets.max_accuracy_drop_pt,
         ),
         eval_sample=EVAL_SAMPLE_FILE if EVAL_SAMPLE_FILE in files else None,
         build_report=REPORT_FILE,
         signing_key_id=None if signer is None else key_id(signer.public_key()),
+        selection=choice.site,
     )
     return write_bundle(
         request.out_dir,
@@ -100,27 +100,8 @@ def write_output(
     )
 
 
-def _eval_sample(
-    chosen: tuple[Candidate, ...], reference: Reference, size: int
-) -> tuple[bytes, tuple[float | None, ...]]:
-    """The eval sample file, and each artifact's metric on it: what the board must reproduce."""
-    assert reference.data is not None  # the caller checked
-    keep = reference.data.sample_indices(size)
-    sample = reference.data.subset(keep)
-    preferred = chosen[0].baseline
-    fp32_outputs = reference.outputs(preferred.format, preferred.content,
-                                     backend=preferred.backend)[keep]  # fmt: skip
-    values: list[float | None] = []
-    for candidate in chosen:
-        # One sample at a time, exactly as DeviceSession runs it on the board.
-        outputs = outputs_of(candidate.content, sample, backend=candidate.backend, batch_size=1)
-        scored = metrics.score(outputs, labels=sample.y, reference=fp32_outputs)
-        values.append(None if scored is None else scored[1])
-    return _sample_file(sample, fp32_outputs), tuple(values)
-
-
-def _metrics(figures: rpt.ArtifactReport, eval_sample_value: float | None) -> BuildMetrics:
-    """The manifest's figures: the build report's own sections."""
+def _metrics(figures: rpt.ArtifactReport, on_sample: AccuracyFigures | None) -> BuildMetrics:
+    """The manifest's figures: the build report's own sections, and the eval sample's pair."""
     return BuildMetrics(
         accuracy=figures.accuracy,
         sizes=figures.sizes,
@@ -128,7 +109,9 @@ def _metrics(figures: rpt.ArtifactReport, eval_sample_value: float | None) -> Bu
         macs=figures.macs,
         params=figures.params,
         est_ram_mb=figures.est_ram_mb,
-        eval_sample_value=eval_sample_value,
+        eval_sample_value=None if on_sample is None else on_sample.quantized,
+        sample_accuracy=on_sample,
+        estimate_inputs=figures.estimate_inputs,
     )
 
 
@@ -146,24 +129,3 @@ def _pruning_info(figures: rpt.PruningFigures | None) -> PruningInfo | None:
         macs_before=figures.macs_before,
         macs_after=figures.macs_after,
     )
-
-
-def _sample_file(sample: LabelledData, fp32_outputs: np.ndarray) -> bytes:
-    """A small labelled sample for on-device accuracy, with the fp32 outputs as reference.
-
-    Inputs are stored as ``x`` (one input) or ``x0``, ``x1``, ... in model input order.
-    """
-    arrays: dict[str, Any] = {"reference": fp32_outputs}
-    if len(sample.xs) == 1:
-        arrays["x"] = _stored(sample.x)
-    else:
-        arrays.update({f"x{i}": _stored(x) for i, x in enumerate(sample.xs)})
-    if sample.y is not None:
-        arrays["y"] = sample.y
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def _stored(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else x

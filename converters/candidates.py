@@ -1,24 +1,28 @@
 """Candidates: artifacts a build could ship, each a frozen value with everything measured about it.
 
-A candidate is built from one exporter: quantized per the profile, compared with its format's
-fp32 baseline on the accuracy data and, when int8 misses the budget, rebuilt by the accuracy-aware
-fallback with the costliest layers kept float. Warnings are collected while it is built and frozen
-with it; measurements made later (host latency) give a new candidate.
+A candidate is built from one exporter and one of its variants (the profile's scheme, another
+quantizer setting, fp32): quantized, compared with its format's fp32 baseline on the accuracy data
+and, for the profile's own scheme when int8 misses the budget, rebuilt by the accuracy-aware
+fallback with the costliest layers kept float. Its latency on the target is estimated from its op
+table. Warnings are collected while it is built and frozen with it; measurements made later (host
+latency) give a new candidate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 
+from edgekit.converters.estimate import Estimate, estimate_latency
 from edgekit.converters.fallback import FallbackOutcome, keep_layers_float
-from edgekit.converters.formats import ArtifactIO, Exporter, Quantized
+from edgekit.converters.formats import ArtifactIO, Exporter, OpCost, Quantized, Variant
 from edgekit.converters.model_stats import ModelStats
 from edgekit.converters.plan import BuildData, Plan
 from edgekit.converters.prune import PruneOutcome
 from edgekit.converters.validate import Reference, accuracy_of
 from edgekit.figures import AccuracyFigures
 from edgekit.progress import Progress
-from edgekit.schema import LatencyStats
+from edgekit.runtime import Timing
 from edgekit.vocab import CalibrationMethod, ModelFormat, Quantization
 
 # Samples the accuracy fallback compares layer by layer.
@@ -44,20 +48,13 @@ class Baseline:
 
 
 @dataclass(frozen=True)
-class HostLatency:
-    """One-sample latency on the build machine: the fp32 baseline and the artifact."""
-
-    fp32: LatencyStats
-    artifact: LatencyStats
-
-
-@dataclass(frozen=True)
 class Candidate:
     """One artifact of one format, validated."""
 
     format: ModelFormat
     file_name: str
     backend: str
+    variant: Variant
     artifact: Quantized  # the bytes, the scheme, ops refused and layers kept float
     io: ArtifactIO
     stats: ModelStats
@@ -67,7 +64,19 @@ class Candidate:
     accuracy: AccuracyFigures | None = None
     fallback: FallbackOutcome | None = None
     warnings: tuple[str, ...] = ()
-    host: HostLatency | None = None
+    estimate: Estimate | None = None  # latency on the target, from the profile's figures
+    primary: bool = False  # the profile's own scheme (which alone may fall back for accuracy)
+    # The per-op profile that named the ops a latency-aware candidate keeps float.
+    latency_costs: tuple[OpCost, ...] = ()
+    host: Timing | None = None  # one-sample latency on this machine, measured side by side
+
+    @property
+    def label(self) -> str:
+        """How it was made, as reports name it."""
+        if self.latency_costs:
+            kept = sum(1 for c in self.latency_costs if c.slower_in_int8)
+            return f"{self.variant.label}, {kept} ops slower in int8 kept float"
+        return self.variant.label
 
     @property
     def content(self) -> bytes:
@@ -86,6 +95,12 @@ class Candidate:
         return acc is None or acc.drop_pt is None or acc.drop_pt <= budget_pt
 
 
+def fp32_variant(exporter: Exporter) -> Variant:
+    """The variant that ships the fp32 model itself."""
+    suffix = PurePath(exporter.file_name).suffix
+    return Variant("fp32", "fp32", Quantization.NONE, f"model.fp32{suffix}")
+
+
 def build_candidate(
     plan: Plan,
     exporter: Exporter,
@@ -96,10 +111,18 @@ def build_candidate(
     reference: Reference,
     data_label: str,
     progress: Progress,
+    variant: Variant | None = None,
+    keep_float: tuple[str, ...] = (),
+    latency_costs: tuple[OpCost, ...] = (),
 ) -> Candidate:
-    """Quantize, validate and (when needed and possible) fall back, then freeze the result."""
+    """Quantize per ``variant`` (default: the profile's scheme, which alone may run the
+    accuracy-aware fallback), keeping ``keep_float`` layers float; validate; freeze."""
     build_cfg = plan.profile.build
-    quantized = exporter.quantize(build_cfg, data.calibration, progress=progress)
+    primary = variant is None
+    variant = variant or exporter.variants(build_cfg)[0]
+    quantized = exporter.quantize(
+        build_cfg, data.calibration, variant=variant, keep_float=keep_float, progress=progress
+    )
     warnings: list[str] = []
     if quantized.refused_ops:
         warnings.append(
@@ -114,17 +137,27 @@ def build_candidate(
             warnings.append("no --eval data: accuracy is agreement with fp32 on calibration data")
         quantized, accuracy, fallback, skipped = _validated(
             plan, exporter, baseline, quantized, pruning=pruning, data=data,
-            reference=reference, data_label=data_label, progress=progress,
+            reference=reference, data_label=data_label, progress=progress, may_fall_back=primary,
         )  # fmt: skip
         if skipped is not None:
             warnings.append(f"accuracy fallback skipped: {skipped}")
     stats = exporter.inspect(quantized.content)
-    if stats.float_ops and build_cfg.quantization is Quantization.INT8:
+    if stats.float_ops and quantized.scheme is Quantization.INT8:
         warnings.append("ops left in float in the int8 artifact: " + ", ".join(stats.float_ops))
+    if stats.qdq_float_ops and quantized.scheme is Quantization.INT8:
+        warnings.append(
+            "quantized ops the runtime still runs as float kernels between quantize and "
+            "dequantize ops: " + ", ".join(stats.qdq_float_ops)
+        )
+    file_name = variant.file_name
+    if latency_costs:
+        stem, dot, suffix = file_name.rpartition(".")
+        file_name = f"{stem}.mixed{dot}{suffix}"
     return Candidate(
         format=exporter.format,
-        file_name=exporter.file_name,
+        file_name=file_name,
         backend=exporter.backend,
+        variant=variant,
         artifact=quantized,
         io=exporter.describe(quantized.content),
         stats=stats,
@@ -134,6 +167,9 @@ def build_candidate(
         accuracy=accuracy,
         fallback=fallback,
         warnings=tuple(warnings),
+        estimate=estimate_latency(stats, plan.profile, exporter.format),
+        primary=primary,
+        latency_costs=latency_costs,
     )
 
 
@@ -148,6 +184,7 @@ def _validated(
     reference: Reference,
     data_label: str,
     progress: Progress,
+    may_fall_back: bool,
 ) -> tuple[Quantized, AccuracyFigures, FallbackOutcome | None, str | None]:
     """The artifact and its accuracy against fp32 (the fallback's, when it runs), the fallback's
     outcome, and why the fallback was skipped when it was called for but could not help."""
@@ -164,7 +201,7 @@ def _validated(
         return accuracy_of(ref, test, reference.data, data_label=data_label, pruned=pruned)
 
     accuracy = evaluate(quantized.content)
-    if not _fallback_called_for(plan, quantized, accuracy):
+    if not may_fall_back or not _fallback_called_for(plan, quantized, accuracy):
         return quantized, accuracy, None, None
     obstacle = _fallback_obstacle(plan, exporter, accuracy)
     if obstacle is not None:

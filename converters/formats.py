@@ -51,6 +51,27 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class OpCost:
+    """One op of the source model: what it costs per inference in each precision, in µs, as the
+    runtime's own per-op profiler measured it (the latency-aware fallback's evidence)."""
+
+    node: str
+    op: str
+    float_us: float
+    int8_us: float  # its kernel plus the conversions around it in the quantized model
+    int8_kernel: str  # what the runtime runs it as in the quantized model
+
+    # An op moves to float only when int8 costs clearly more: per-op times jitter by a few
+    # microseconds, and the mixed candidate is measured as a whole before it can be chosen.
+    SLOWER_BY = 1.10
+
+    @property
+    def slower_in_int8(self) -> bool:
+        """True when keeping this op float should save time."""
+        return self.int8_us > self.float_us * self.SLOWER_BY
+
+
+@dataclass(frozen=True)
 class ArtifactIO:
     """An artifact's inputs and outputs, read once from the interpreter that will run it."""
 
@@ -129,8 +150,19 @@ class Exporter(Protocol):
         format lets the profile pick one."""
         ...
 
+    def scheme_refusal(self, build: Build) -> str | None:
+        """Why this format cannot make the profile's quantization scheme, or None."""
+        ...
+
     def keep_float_refusal(self, build: Build) -> str | None:
         """Why layers cannot be kept float under ``build``'s settings, or None when they can."""
+        ...
+
+    def op_costs(
+        self, quantized: bytes, sample: LabelledData, *, threads: int
+    ) -> tuple[OpCost, ...] | None:
+        """Per-op cost of ``quantized`` against the fp32 model, from the runtime's profiler on
+        the first sample of ``sample``; None when this format's runtime has no per-op profile."""
         ...
 
     def rank_layers(

@@ -15,6 +15,7 @@ from edgekit.converters.formats import (
     ArtifactIO,
     GraphNode,
     LayerCost,
+    OpCost,
     Quantized,
     Variant,
     channel_sqnr_db,
@@ -29,6 +30,7 @@ from edgekit.converters.onnx_model import (
     preprocess,
     upgrade_for_quantization,
 )
+from edgekit.converters.onnx_op_costs import op_costs
 from edgekit.converters.onnx_quantize import QdqOptions, quantize_onnx
 from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError
@@ -76,6 +78,11 @@ class OnnxExporter:
     def calibration_method(self, build: Build, scheme: Quantization) -> CalibrationMethod | None:
         return build.calibration_method if scheme is Quantization.INT8 else None
 
+    def scheme_refusal(self, build: Build) -> str | None:
+        if build.quantization is Quantization.FP16:
+            return "ONNX Runtime's quantizer has no fp16 mode"
+        return None
+
     def keep_float_refusal(self, build: Build) -> str | None:
         return None  # the QDQ quantizer excludes nodes by name whatever the I/O dtypes
 
@@ -120,6 +127,14 @@ class OnnxExporter:
         return Quantized(
             content=artifact.content, scheme=artifact.scheme, kept_float=tuple(keep_float)
         )
+
+    def op_costs(
+        self, quantized: bytes, sample: LabelledData, *, threads: int
+    ) -> tuple[OpCost, ...] | None:
+        """ONNX Runtime's profiler on both models, each op traced back to this model's nodes."""
+        feed = _Feed(self.model, sample.take(1)).get_next()
+        assert feed is not None  # take(1) of a non-empty sample
+        return op_costs(self.model.proto, self.float_model(), quantized, feed, threads=threads)
 
     def rank_layers(
         self, quantized: bytes, sample: LabelledData, *, progress: Progress | None = None

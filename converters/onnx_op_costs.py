@@ -13,7 +13,6 @@ import json
 import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +20,10 @@ import numpy as np
 
 from edgekit._optional import require
 from edgekit.converters._errors import first_line
+from edgekit.converters.formats import OpCost
 from edgekit.converters.model_stats import DATA_MOVEMENT_OPS
 from edgekit.converters.onnx_runtime_graph import RuntimeIndex, optimized_graph
 from edgekit.errors import ConversionError
-
-# An op moves to float only when int8 costs clearly more: per-node profiler times jitter by a
-# few microseconds, and the mixed candidate is measured as a whole before it can be chosen.
-SLOWER_BY = 1.10
-
-
-@dataclass(frozen=True)
-class OpCost:
-    """One op of the source model: what it costs per inference in each precision, in µs."""
-
-    node: str
-    op: str
-    float_us: float
-    int8_us: float  # its kernel plus the Q/DQ nodes around it in the int8 model
-    int8_kernel: str  # what ORT runs it as in the int8 model (QLinearConv, Conv, ...)
-
-    @property
-    def slower_in_int8(self) -> bool:
-        """True when keeping this op float should save time."""
-        return self.int8_us > self.float_us * SLOWER_BY
 
 
 def kernel_times(content: bytes, feed: dict[str, np.ndarray], *, threads: int, runs: int = 30) -> (

@@ -1,13 +1,19 @@
-"""``edgekit build``: load -> prune (-> fine-tune) -> quantize -> export -> validate -> bundle.
+"""``edgekit build``: load -> prune (-> fine-tune) -> candidates -> measure -> choose -> bundle.
 
 Per format the profile asks for (and the model can become), the source's exporter makes the fp32
-baseline and a quantized candidate; both run in the real interpreter on the eval data. When int8
-misses the accuracy budget, the layers that cost most stay float until it fits. Budgets are
-checked per artifact; the bundle is written only when every artifact passes, or the user says so.
+baseline and the profile's quantized artifact; both run in the real interpreter on the eval data,
+and when int8 misses the accuracy budget the layers that cost most stay float until it fits. Then
+the other candidates worth measuring (quantizer variants, fp32, the ops slower in int8 kept
+float) are built, all of them timed side by side on this machine, and the fastest within budget
+ships (or, where this machine cannot stand for the board, the best few by estimate, for the
+board to measure). The bundle is written only when what ships passes every budget, or the user
+says so.
 
 The steps live in modules named for them: :mod:`~edgekit.converters.plan` (request, formats,
-data), :mod:`~edgekit.converters.candidates` and :mod:`~edgekit.converters.selection` (build,
-fallback, sparsity search, host latency), :mod:`~edgekit.converters.reporting` (the report) and
+data), :mod:`~edgekit.converters.candidates` and :mod:`~edgekit.converters.selection` (a
+candidate, the accuracy fallback, the sparsity search), :mod:`~edgekit.converters.explore` (the
+other candidates, host latency, the latency-aware fallback), :mod:`~edgekit.converters.choice`
+(what ships and why), :mod:`~edgekit.converters.reporting` (the report) and
 :mod:`~edgekit.converters.bundle_output` (eval sample, manifest, signing).
 """
 
@@ -19,16 +25,20 @@ from pathlib import Path
 
 from edgekit.converters.bundle_output import load_signer, write_output
 from edgekit.converters.candidates import Baseline
+from edgekit.converters.choice import choose
+from edgekit.converters.explore import explore, measure
 from edgekit.converters.plan import (
     BuildRequest,
     check_request,
     choose_formats,
     load_build_data,
     pin_shapes,
+    usable_exporters,
 )
 from edgekit.converters.report import BuildReport
 from edgekit.converters.reporting import assemble_report
-from edgekit.converters.selection import measured_on_host, select
+from edgekit.converters.sample_output import make_sample
+from edgekit.converters.selection import select
 from edgekit.converters.source_registry import open_source
 from edgekit.converters.validate import Reference
 from edgekit.progress import Progress, SilentProgress
@@ -47,20 +57,43 @@ def build(request: BuildRequest, *, progress: Progress | None = None) -> BuildRe
     with tempfile.TemporaryDirectory(prefix="edgekit-build-") as tmp:
         work = Path(tmp)
         source = open_source(request.model, work_dir=work)
-        formats = choose_formats(request.profile, source)
+        formats, skipped = choose_formats(request.profile, source)
         data = load_build_data(request, source.inputs)
         source = pin_shapes(source, data, request.input_shapes)
         accuracy_data, data_label = data.for_accuracy()
         reference = Reference(accuracy_data, threads=plan.host_threads, progress=progress)
-        exporters = {fmt: source.exporter(fmt, work_dir=work) for fmt in formats}
+        exporters, refused = usable_exporters(
+            request.profile, {fmt: source.exporter(fmt, work_dir=work) for fmt in formats}
+        )
         baselines = {fmt: Baseline.of(exporter) for fmt, exporter in exporters.items()}
         selection = select(plan, source, exporters, baselines, data=data, reference=reference,
                            data_label=data_label, work_dir=work, progress=progress)  # fmt: skip
-        selection = selection.measured(
-            lambda c: measured_on_host(c, plan, accuracy_data, progress=progress)
+        candidates = explore(
+            plan,
+            selection.chosen,
+            selection.exporters,
+            data=data,
+            reference=reference,
+            data_label=data_label,
+            progress=progress,
         )
-    notes = tuple(dict.fromkeys(note for b in baselines.values() for note in b.notes))
-    report = assemble_report(plan, source, selection, notes=notes, started=started)
-    if report.status is not BuildStatus.OVER_BUDGET:
-        write_output(plan, source, selection.chosen, report, reference, signer=signer)
+        candidates = measure(
+            plan,
+            candidates,
+            selection.exporters,
+            data=data,
+            reference=reference,
+            data_label=data_label,
+            progress=progress,
+        )
+        choice = choose(plan, candidates)
+        sample = None
+        if reference.data is not None:
+            sample = make_sample(choice.shipped, reference, requested=request.eval_sample_size)
+        loading = (note for b in baselines.values() for note in b.notes)
+        notes = tuple(dict.fromkeys((*skipped, *refused, *loading)))
+        report = assemble_report(plan, source, selection, choice, sample, notes=notes,
+                                 started=started)  # fmt: skip
+        if report.status is not BuildStatus.OVER_BUDGET:
+            write_output(plan, source, choice, report, sample, signer=signer)
     return report

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgekit.converters.formats import Exporter
 from edgekit.converters.prune import PruneSpec
 from edgekit.converters.source import SampleShapes, Source
 from edgekit.datasets import LabelledData, load_data
 from edgekit.errors import ConversionError, DataError
 from edgekit.manifest import TensorSpec
 from edgekit.profiles import DeviceProfile
-from edgekit.vocab import ModelFormat, PixelRange, PruneKind, Quantization
+from edgekit.vocab import ModelFormat, PixelRange, PruneKind, Quantization, SelectionSite
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,9 @@ class BuildRequest:
     eval_data: Path | None = None
     pixel_range: PixelRange = PixelRange.UNIT
     allow_over_budget: bool = False
-    eval_sample_size: int = 200
+    # Samples in the bundle's eval sample; None: 200, fewer when they would exceed the larger of
+    # 4 MiB and the artifact (said in the report).
+    eval_sample_size: int | None = None
     # Host-latency runs per artifact; 0 skips the measurement.
     latency_runs: int = 50
     # Pruning: None takes the profile's choice.
@@ -134,8 +138,11 @@ def check_request(request: BuildRequest) -> Plan:
     return Plan(request=request, prune=spec)
 
 
-def choose_formats(profile: DeviceProfile, source: Source) -> tuple[ModelFormat, ...]:
-    """The formats to build: the profile's, in preference order, that this model can become."""
+def choose_formats(
+    profile: DeviceProfile, source: Source
+) -> tuple[tuple[ModelFormat, ...], tuple[str, ...]]:
+    """The formats to build: the profile's, in preference order, that this model can become;
+    and a note for each format of the profile left out, saying why."""
     possible = [fmt for fmt in profile.build.formats if source.refusal(fmt) is None]
     if not possible:
         wanted = ", ".join(f.value for f in profile.build.formats)
@@ -145,7 +152,34 @@ def choose_formats(profile: DeviceProfile, source: Source) -> tuple[ModelFormat,
             f"profile {profile.name} builds {wanted}, but a {source.kind} model can only become "
             f"{can} here ({reasons}); use a profile that lists {can}"
         )
-    return tuple(possible if profile.build.build_all_formats else possible[:1])
+    # A choice on this host measures every format (the fastest ships); otherwise the first one
+    # the model can become, or all of them when the profile ships one per format.
+    every = profile.build.build_all_formats or profile.build.choose_on is SelectionSite.HOST
+    chosen = tuple(possible if every else possible[:1])
+    # Formats the model cannot become are named; one left out by preference is not news.
+    notes = tuple(
+        f"skipped {fmt.value}: {source.refusal(fmt)}"
+        for fmt in profile.build.formats
+        if source.refusal(fmt) is not None
+    )
+    return chosen, notes
+
+
+def usable_exporters(
+    profile: DeviceProfile, exporters: Mapping[ModelFormat, Exporter]
+) -> tuple[dict[ModelFormat, Exporter], tuple[str, ...]]:
+    """The exporters that can make the profile's scheme (with a note for each one left out);
+    ConversionError when none can."""
+    refusals = {fmt: e.scheme_refusal(profile.build) for fmt, e in exporters.items()}
+    usable = {fmt: e for fmt, e in exporters.items() if refusals[fmt] is None}
+    if not usable:
+        reasons = "; ".join(f"{fmt.value}: {why}" for fmt, why in refusals.items())
+        raise ConversionError(
+            f"profile {profile.name} quantizes to {profile.build.quantization}, which no format "
+            f"it lists can make ({reasons})"
+        )
+    notes = tuple(f"skipped {fmt.value}: {why}" for fmt, why in refusals.items() if why)
+    return usable, notes
 
 
 def load_build_data(request: BuildRequest, inputs: tuple[TensorSpec, ...]) -> BuildData:

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from edgekit.figures import AccuracyFigures, LatencyFigures, SizeFigures
+from edgekit.figures import AccuracyFigures, EstimateInputs, LatencyFigures, SizeFigures
 from edgekit.manifest import ProfileRef
 from edgekit.values import Frozen
 from edgekit.vocab import (
@@ -20,6 +20,7 @@ from edgekit.vocab import (
     ModelFormat,
     PruneKind,
     Quantization,
+    SelectionSite,
     SourceKind,
 )
 
@@ -38,6 +39,7 @@ class ArtifactInfo(Frozen):
     input_dtype: str
     output_dtype: str
     calibration_method: CalibrationMethod | None = None  # ONNX: ONNX Runtime's calibrator
+    variant: str | None = None  # how it was quantized, as the candidates table names it
 
 
 class PrunedKernel(Frozen):
@@ -116,6 +118,43 @@ class FallbackFigures(Frozen):
     worst_layers: tuple[LayerCostRow, ...]  # the ranking's head, worst first
 
 
+class OpCostRow(Frozen):
+    """One op's per-inference cost in each precision, from the runtime's per-op profiler."""
+
+    node: str
+    op: str
+    float_us: float
+    int8_us: float  # its kernel plus the conversions around it
+    int8_kernel: str
+    slower_in_int8: bool
+
+
+class LatencyFallbackFigures(Frozen):
+    """What the latency-aware fallback kept float, and the per-op profile that named it."""
+
+    kept_float: tuple[str, ...]
+    ops: tuple[OpCostRow, ...]
+
+
+class CandidateRow(Frozen):
+    """One candidate the build made and measured, and what the choice made of it."""
+
+    file: str
+    format: ModelFormat
+    variant: str
+    quantization: Quantization
+    kept_float: int
+    accuracy: AccuracyFigures
+    model_bytes: int
+    host_p50_ms: float | None
+    host_p50_ci_ms: float | None  # half-width of the 95 % interval of the median
+    host_p90_ms: float | None
+    host_runs: int | None
+    est_target_ms: float | None  # None: unknown
+    shipped: bool
+    verdict: str
+
+
 class OpTableRow(Frozen):
     op: str
     precision: str
@@ -132,20 +171,35 @@ class CheckRow(Frozen):
     detail: str
 
 
+class EvalSampleInfo(Frozen):
+    """The bundle's eval sample: how many samples, how stored, how large."""
+
+    samples: int
+    requested: int
+    coding: str  # "uint8" (8-bit values with their scale), "float16", or an integer dtype
+    bytes: int
+    note: str | None
+
+
 class ArtifactReport(Frozen):
-    """Everything measured and decided for one artifact (one format)."""
+    """Everything measured and decided for one shipped artifact."""
 
     artifact: ArtifactInfo
     accuracy: AccuracyFigures
+    # fp32 and this artifact on the bundle's eval sample: what boards are compared with.
+    sample_accuracy: AccuracyFigures | None
     sizes: SizeFigures
     latency: LatencyFigures
+    estimate_inputs: EstimateInputs
     macs: int
     params: int
     est_ram_mb: float
     pruning: PruningFigures | None
     fallback: FallbackFigures | None
+    latency_fallback: LatencyFallbackFigures | None
     ops: tuple[OpTableRow, ...]
     float_ops: tuple[str, ...]
+    qdq_float_ops: tuple[str, ...]  # quantized, yet run as float kernels between Q/DQ pairs
     refused_ops: tuple[str, ...]
     checks: tuple[CheckRow, ...]
     warnings: tuple[str, ...]
@@ -161,8 +215,8 @@ class BuildReport(Frozen):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    schema_id: Literal["edgekit.build-report/1"] = Field(
-        default="edgekit.build-report/1", alias="schema"
+    schema_id: Literal["edgekit.build-report/2"] = Field(
+        default="edgekit.build-report/2", alias="schema"
     )
     status: BuildStatus
     bundle_id: str
@@ -170,7 +224,11 @@ class BuildReport(Frozen):
     model: ModelRef
     profile: ProfileRef
     preferred: str  # the artifact file the runtime should load when it can run several
-    artifacts: tuple[ArtifactReport, ...]
+    artifacts: tuple[ArtifactReport, ...]  # the shipped ones, preferred first
+    candidates: tuple[CandidateRow, ...]  # every candidate made, shipped or not, and why
+    eval_sample: EvalSampleInfo | None
+    choice: str  # the choice in one line
+    selection: SelectionSite  # board: the bundle's artifacts are candidates the board measures
     notes: tuple[str, ...]  # what loading changed: opset upgrades, fixed axes, pre-processing
     duration_s: float
 
@@ -180,8 +238,12 @@ class BuildReport(Frozen):
         return next(a for a in self.artifacts if a.artifact.file == self.preferred)
 
     def artifact(self, fmt: str) -> ArtifactReport:
-        """The report of the artifact in format ``fmt``."""
+        """The report of the first shipped artifact in format ``fmt``."""
         return next(a for a in self.artifacts if a.artifact.format == fmt)
+
+    def candidate(self, file: str) -> CandidateRow:
+        """The candidate that is (or would have been) the file ``file``."""
+        return next(c for c in self.candidates if c.file == file)
 
     def to_json(self) -> str:
         """The report as written to ``build_report.json`` and printed by ``--json``."""

@@ -1,21 +1,26 @@
-"""The build report assembled from the chosen candidates: figures, estimates and budget checks."""
+"""The build report: every candidate explored with its verdict, and for each shipped one every
+figure, estimate and budget check."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
 import time
+from collections.abc import Sequence
 
 from edgekit.converters import report as rpt
-from edgekit.converters.budgets import Check, check_budgets
+from edgekit.converters.budgets import Check, bundle_check
 from edgekit.converters.candidates import Candidate
+from edgekit.converters.choice import Choice, Verdict, candidate_checks, est_ram_mb
+from edgekit.converters.estimate import estimate_inputs, estimate_latency
 from edgekit.converters.plan import Plan
+from edgekit.converters.sample_output import SampleOutput
 from edgekit.converters.selection import Selection
 from edgekit.converters.source import Source
 from edgekit.figures import AccuracyFigures, LatencyFigures, SizeFigures
 from edgekit.manifest import ProfileRef
 from edgekit.profiles import DeviceProfile
-from edgekit.vocab import BuildStatus
+from edgekit.vocab import BuildStatus, Quantization
 
 # The accuracy section of an artifact built without --eval or --calibration data.
 NOT_MEASURED = AccuracyFigures(
@@ -27,14 +32,26 @@ def assemble_report(
     plan: Plan,
     source: Source,
     selection: Selection,
+    choice: Choice,
+    sample: SampleOutput | None,
     *,
     notes: tuple[str, ...],
     started: float,
 ) -> rpt.BuildReport:
-    """Every figure of the build, per chosen artifact, and the build's status."""
+    """Every figure of the build, per shipped artifact, every candidate's verdict, and the
+    build's status."""
     request, profile = plan.request, plan.profile
-    chosen = selection.chosen
-    artifacts = tuple(_artifact_report(plan, c, selection.tried(i)) for i, c in enumerate(chosen))
+    chosen = choice.shipped
+    explored = tuple(v.candidate for v in choice.verdicts)
+    bundle_bytes = sum(len(c.content) for c in chosen) + (
+        0 if sample is None else len(sample.content)
+    )
+    on_sample = sample.figures if sample is not None else (None,) * len(chosen)
+    artifacts = tuple(
+        _artifact_report(plan, c, selection.tried(c.format), explored, choice,
+                         on_sample=figures, bundle_bytes=bundle_bytes)
+        for c, figures in zip(chosen, on_sample, strict=True)
+    )  # fmt: skip
     if not any(a.failed for a in artifacts):
         status = BuildStatus.OK
     elif request.allow_over_budget:
@@ -50,30 +67,36 @@ def assemble_report(
         profile=ProfileRef(name=profile.name, source=profile.source, digest=profile.digest),
         preferred=chosen[0].file_name,
         artifacts=artifacts,
+        candidates=tuple(_candidate_row(plan, v) for v in choice.verdicts),
+        choice=choice.summary,
+        selection=choice.site,
+        eval_sample=None
+        if sample is None
+        else rpt.EvalSampleInfo(
+            samples=sample.count,
+            requested=sample.requested,
+            coding=sample.coding,
+            bytes=len(sample.content),
+            note=sample.note,
+        ),
         notes=notes,
         duration_s=time.perf_counter() - started,
     )
 
 
 def _artifact_report(
-    plan: Plan, candidate: Candidate, tried: tuple[Candidate, ...]
+    plan: Plan,
+    candidate: Candidate,
+    tried: tuple[Candidate, ...],
+    explored: Sequence[Candidate],
+    choice: Choice,
+    *,
+    on_sample: AccuracyFigures | None,
+    bundle_bytes: int,
 ) -> rpt.ArtifactReport:
-    profile, content, stats = plan.profile, candidate.content, candidate.stats
-    hw = profile.hardware
-    # Estimates: MACs over the board's sustained throughput, int8 and float ops separately.
-    est_ms = (stats.int_macs / hw.int8_gmacs + stats.float_macs / hw.fp32_gmacs) / 1e6
-    est_ram_mb = (len(content) + stats.arena_bytes) / 2**20
-    acc = candidate.accuracy
-    checks = check_budgets(
-        profile,
-        accuracy_drop_pt=None if acc is None else acc.drop_pt,
-        accuracy_detail="" if acc is None else f"{acc.metric} on {acc.data}",
-        model_mb=len(content) / 2**20,
-        est_ram_mb=est_ram_mb,
-        est_latency_ms=est_ms,
-        float_ops=stats.float_ops,
-        ops_present=tuple(sorted({op.op for op in stats.ops})),
-    )
+    profile, stats = plan.profile, candidate.stats
+    checks = candidate_checks(plan, candidate) + bundle_check(profile, bundle_bytes)
+    mine = tuple(w for w in choice.warnings if w.startswith(f"{candidate.file_name} "))
     return rpt.ArtifactReport(
         artifact=rpt.ArtifactInfo(
             file=candidate.file_name,
@@ -83,23 +106,68 @@ def _artifact_report(
             input_dtype=candidate.io.inputs[0].dtype,
             output_dtype=candidate.io.outputs[0].dtype,
             calibration_method=candidate.calibration_method,
+            variant=candidate.label,
         ),
         accuracy=candidate.accuracy or NOT_MEASURED,
+        sample_accuracy=on_sample,
         sizes=_size_figures(candidate),
-        latency=_latency_figures(candidate, est_ms, plan),
+        latency=_latency_figures(candidate, explored, plan),
+        estimate_inputs=estimate_inputs(stats),
         macs=stats.macs,
         params=stats.params,
-        est_ram_mb=est_ram_mb,
+        est_ram_mb=est_ram_mb(candidate),
         pruning=_pruning_figures(candidate, tried, profile),
         fallback=_fallback_figures(candidate),
+        latency_fallback=_latency_fallback(candidate),
         ops=tuple(
             rpt.OpTableRow(op=r.op, precision=r.precision, count=r.count, macs=r.macs)
             for r in stats.table()
         ),
         float_ops=stats.float_ops,
+        qdq_float_ops=stats.qdq_float_ops,
         refused_ops=candidate.artifact.refused_ops,
         checks=tuple(_check_row(c) for c in checks),
-        warnings=candidate.warnings,
+        warnings=candidate.warnings + mine,
+    )
+
+
+def _candidate_row(plan: Plan, verdict: Verdict) -> rpt.CandidateRow:
+    c = verdict.candidate
+    host, estimate = c.host, c.estimate
+    return rpt.CandidateRow(
+        file=c.file_name,
+        format=c.format,
+        variant=c.label,
+        quantization=c.artifact.scheme,
+        kept_float=len(c.artifact.kept_float),
+        accuracy=c.accuracy or NOT_MEASURED,
+        model_bytes=len(c.content),
+        host_p50_ms=None if host is None else host.p50_ms,
+        host_p50_ci_ms=None if host is None else host.p50_ci_ms,
+        host_p90_ms=None if host is None else host.stats.p90_ms,
+        host_runs=None if host is None else host.stats.count,
+        est_target_ms=None if estimate is None else estimate.ms,
+        shipped=verdict.shipped,
+        verdict=verdict.reason,
+    )
+
+
+def _latency_fallback(candidate: Candidate) -> rpt.LatencyFallbackFigures | None:
+    if not candidate.latency_costs:
+        return None
+    return rpt.LatencyFallbackFigures(
+        kept_float=tuple(c.node for c in candidate.latency_costs if c.slower_in_int8),
+        ops=tuple(
+            rpt.OpCostRow(
+                node=c.node,
+                op=c.op,
+                float_us=c.float_us,
+                int8_us=c.int8_us,
+                int8_kernel=c.int8_kernel,
+                slower_in_int8=c.slower_in_int8,
+            )
+            for c in candidate.latency_costs
+        ),
     )
 
 
@@ -121,15 +189,28 @@ def _size_figures(candidate: Candidate) -> SizeFigures:
     )
 
 
-def _latency_figures(candidate: Candidate, est_ms: float, plan: Plan) -> LatencyFigures:
-    host = candidate.host
+def _latency_figures(
+    candidate: Candidate, explored: Sequence[Candidate], plan: Plan
+) -> LatencyFigures:
+    host, estimate = candidate.host, candidate.estimate
+    fp32 = next(
+        (c for c in explored if c.format is candidate.format
+         and c.artifact.scheme is Quantization.NONE and c.host is not None),
+        None,
+    )  # fmt: skip
+    fp32_host = None if fp32 is None or fp32.host is None else fp32.host.p50_ms
+    base = candidate.baseline
     return LatencyFigures(
-        est_target_ms=est_ms,
-        est_target_fp32_ms=candidate.baseline.stats.macs / plan.profile.hardware.fp32_gmacs / 1e6,
-        host_p50_ms=None if host is None else host.artifact.p50_ms,
-        host_p50_fp32_ms=None if host is None else host.fp32.p50_ms,
-        host_ratio=None if host is None else host.artifact.p50_ms / host.fp32.p50_ms,
+        est_target_ms=None if estimate is None else estimate.ms,
+        est_target_fp32_ms=estimate_latency(base.stats, plan.profile, base.format).ms,
+        host_p50_ms=None if host is None else host.p50_ms,
+        host_p50_fp32_ms=fp32_host,
+        host_ratio=None if host is None or not fp32_host else host.p50_ms / fp32_host,
         host_threads=plan.host_threads,
+        est_runtime=None if estimate is None else estimate.runtime,
+        est_unknown=None if estimate is None or estimate.known else estimate.unknown_reason,
+        host_p50_ci_ms=None if host is None else host.p50_ci_ms,
+        host_p90_ms=None if host is None else host.stats.p90_ms,
     )
 
 

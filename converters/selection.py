@@ -1,19 +1,18 @@
-"""Choosing what to ship: one candidate per format for each sparsity tried (--auto-sparsity steps
-back until the accuracy budget holds), then the host latency of the chosen ones."""
+"""The sparsity search: one candidate per format (the profile's scheme) for each sparsity tried
+(--auto-sparsity steps back until the accuracy budget holds). The group kept, with the exporters
+that made it, is what :mod:`edgekit.converters.explore` widens into every candidate."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.converters.candidates import Baseline, Candidate, HostLatency, build_candidate
+from edgekit.converters.candidates import Baseline, Candidate, build_candidate
 from edgekit.converters.formats import Exporter
 from edgekit.converters.plan import BuildData, Plan
 from edgekit.converters.source import Source
-from edgekit.converters.validate import Reference, host_latency
-from edgekit.datasets import LabelledData
+from edgekit.converters.validate import Reference
 from edgekit.progress import Progress
 from edgekit.vocab import ModelFormat
 
@@ -24,14 +23,12 @@ class Selection:
 
     chosen: tuple[Candidate, ...]
     attempts: tuple[tuple[Candidate, ...], ...]  # one group per sparsity, in the order tried
+    # The exporters (of the pruned model, when pruned) that made ``chosen``.
+    exporters: Mapping[ModelFormat, Exporter]
 
-    def tried(self, index: int) -> tuple[Candidate, ...]:
-        """Every candidate tried for the ``index``-th format."""
-        return tuple(group[index] for group in self.attempts)
-
-    def measured(self, measure: Callable[[Candidate], Candidate]) -> Selection:
-        """The same selection with each chosen candidate replaced by ``measure``'s result."""
-        return dataclasses.replace(self, chosen=tuple(measure(c) for c in self.chosen))
+    def tried(self, fmt: ModelFormat) -> tuple[Candidate, ...]:
+        """Every sparsity's candidate of format ``fmt``, in the order tried."""
+        return tuple(c for group in self.attempts for c in group if c.format is fmt)
 
 
 def select(
@@ -48,7 +45,7 @@ def select(
 ) -> Selection:
     """Build a group per sparsity until one is within the accuracy budget; else the group whose
     worst drop is smallest. ``exporters`` are the unpruned source's, per format."""
-    attempts: list[tuple[Candidate, ...]] = []
+    attempts: list[tuple[tuple[Candidate, ...], Mapping[ModelFormat, Exporter]]] = []
     for sparsity in plan.sparsities():
         spec = plan.prune_at(sparsity)
         pruning = None
@@ -62,33 +59,14 @@ def select(
                             reference=reference, data_label=data_label, progress=progress)
             for fmt in exporters
         )  # fmt: skip
-        attempts.append(group)
+        attempts.append((group, made))
         if _within(group, plan):
             break
-    chosen = attempts[-1]
+    chosen, made = attempts[-1]
     if not _within(chosen, plan):
-        chosen = min(attempts, key=lambda group: max(c.drop_pt for c in group))
-    return Selection(chosen=chosen, attempts=tuple(attempts))
+        chosen, made = min(attempts, key=lambda pair: max(c.drop_pt for c in pair[0]))
+    return Selection(chosen=chosen, attempts=tuple(group for group, _ in attempts), exporters=made)
 
 
 def _within(group: tuple[Candidate, ...], plan: Plan) -> bool:
     return all(c.within(plan.budget_pt) for c in group)
-
-
-def measured_on_host(
-    candidate: Candidate, plan: Plan, data: LabelledData | None, *, progress: Progress
-) -> Candidate:
-    """The candidate with its one-sample latency on this machine (fp32 baseline and artifact)."""
-    runs = plan.request.latency_runs
-    if data is None or runs <= 0:
-        return candidate
-    sample = [x[0] for x in data.xs]
-    threads, backend = plan.host_threads, candidate.backend
-    with progress.task(f"Measuring host latency ({candidate.format.value})", total=2) as task:
-        base = host_latency(candidate.baseline.content, sample, backend=backend, threads=threads,
-                            runs=runs)  # fmt: skip
-        task.advance()
-        final = host_latency(candidate.content, sample, backend=backend, threads=threads,
-                             runs=runs)  # fmt: skip
-        task.advance()
-    return dataclasses.replace(candidate, host=HostLatency(fp32=base, artifact=final))

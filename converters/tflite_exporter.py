@@ -22,6 +22,7 @@ from edgekit.converters.formats import (
     ArtifactIO,
     GraphNode,
     LayerCost,
+    OpCost,
     Quantized,
     Variant,
     channel_sqnr_db,
@@ -76,6 +77,9 @@ class TFLiteExporter:
 
     def calibration_method(self, build: Build, scheme: Quantization) -> CalibrationMethod | None:
         return None  # LiteRT's converter calibrates its own way; the profile has no say
+
+    def scheme_refusal(self, build: Build) -> str | None:
+        return None  # LiteRT's converter makes every scheme a profile can name
 
     def keep_float_refusal(self, build: Build) -> str | None:
         floats = (build.input_dtype, build.output_dtype) == (IODtype.FLOAT32, IODtype.FLOAT32)
@@ -189,6 +193,13 @@ class TFLiteExporter:
         except Exception as exc:
             raise ConversionError(f"selective quantization failed: {first_line(exc)}") from exc
         return Quantized(content=content, scheme=Quantization.INT8, kept_float=keep)
+
+    def op_costs(
+        self, quantized: bytes, sample: LabelledData, *, threads: int
+    ) -> tuple[OpCost, ...] | None:
+        """None: XNNPACK runs the graph as one delegated node, and LiteRT's Python interpreter
+        has no per-op profiler, so a per-op comparison would not describe what the board runs."""
+        return None
 
     def rank_layers(
         self, quantized: bytes, sample: LabelledData, *, progress: Progress | None = None

@@ -36,15 +36,11 @@ NonNegative = Annotated[float, Field(ge=0)]
 
 @dataclass(config=_STRICT)
 class Hardware:
-    """The board's compute and memory, with the throughput figures used for latency estimates."""
+    """The board's compute and memory (its speed per runtime is in ``throughput``)."""
 
     arch: str
     cores: Annotated[int, Field(ge=1)]
     ram_mb: Positive
-    # Sustained multiply-accumulates per second through the board's usual runtime, in G/s.
-    # Not peak figures: these are what a CNN actually gets, so estimates land near measurements.
-    int8_gmacs: Positive
-    fp32_gmacs: Positive
     accelerator: str = "none"
     notes: str = ""
 
@@ -97,7 +93,7 @@ class Build:
     # (x86-64), else "board": the bundle carries the best `ship_candidates` by estimate and the
     # board measures them at first start.
     choose_on: SelectionSite = SelectionSite.BOARD
-    ship_candidates: Annotated[int, Field(ge=1, le=8)] = 2
+    ship_candidates: Annotated[int, Field(ge=1, le=8)] = 1
 
 
 @dataclass(config=_STRICT)

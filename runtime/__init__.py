@@ -17,17 +17,20 @@ if TYPE_CHECKING:
     from edgekit.runtime.litert import op_resolver_type as litert_op_resolver
     from edgekit.runtime.predict import Predictor
     from edgekit.runtime.quantization import to_float, to_model_dtype
+    from edgekit.runtime.side_by_side import Timing, time_side_by_side
     from edgekit.runtime.tflite_interpreter import spec_of
 
 # public name -> (module, attribute)
 _EXPORTS: dict[str, tuple[str, str]] = {
     "Backend": ("edgekit.runtime.backend", "Backend"),
     "Predictor": ("edgekit.runtime.predict", "Predictor"),
+    "Timing": ("edgekit.runtime.side_by_side", "Timing"),
     "litert_interpreter": ("edgekit.runtime.litert", "interpreter_class"),
     "litert_op_resolver": ("edgekit.runtime.litert", "op_resolver_type"),
     "measure_latency": ("edgekit.runtime.benchmark", "measure_latency"),
     "open_backend": ("edgekit.runtime.backend", "open_backend"),
     "spec_of": ("edgekit.runtime.tflite_interpreter", "spec_of"),
+    "time_side_by_side": ("edgekit.runtime.side_by_side", "time_side_by_side"),
     "to_float": ("edgekit.runtime.quantization", "to_float"),
     "to_model_dtype": ("edgekit.runtime.quantization", "to_model_dtype"),
 }
@@ -35,11 +38,13 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 __all__ = [
     "Backend",
     "Predictor",
+    "Timing",
     "litert_interpreter",
     "litert_op_resolver",
     "measure_latency",
     "open_backend",
     "spec_of",
+    "time_side_by_side",
     "to_float",
     "to_model_dtype",
 ]

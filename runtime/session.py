@@ -20,6 +20,7 @@ import numpy as np
 
 from edgekit import metrics
 from edgekit.bundle import MANIFEST_NAME, verify_bundle
+from edgekit import eval_sample
 from edgekit.errors import BundleError, RuntimeBackendError
 from edgekit.manifest import Artifact, Manifest, TensorSpec
 from edgekit.runtime.backend import BACKENDS_FOR_FORMAT, Backend, installed, open_backend
@@ -128,13 +129,19 @@ class DeviceSession:
     def build_figures(self) -> BuildFigures:
         """The manifest's build-time figures for this artifact, to report beside measurements."""
         m = self.artifact.metrics
-        acc = m.accuracy
+        # The pair from the eval sample, the samples the board scores; a bundle from before
+        # edgekit 0.2 has only the artifact's figure on it (its fp32 figure came from other
+        # samples, so it is not shown beside the board's).
+        on_sample = m.sample_accuracy
         return BuildFigures(
             est_latency_ms=m.latency.est_target_ms,
-            metric=acc.metric,
-            fp32=acc.fp32,
-            quantized=m.eval_sample_value if m.eval_sample_value is not None else acc.quantized,
+            metric=m.accuracy.metric,
+            fp32=None if on_sample is None else on_sample.fp32,
+            quantized=m.eval_sample_value,
+            samples=None if on_sample is None else on_sample.samples,
             model_bytes=m.sizes.model_bytes,
+            variant=self.artifact.variant,
+            estimate_inputs=m.estimate_inputs,
         )
 
 
@@ -191,8 +198,7 @@ def _read_sample(path: Path, specs: tuple[TensorSpec, ...]) -> EvalSample:
         raise BundleError(f"{path}: eval sample larger than {MAX_EVAL_SAMPLE_BYTES} bytes")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            names = ["x"] if len(specs) == 1 else [f"x{i}" for i in range(len(specs))]
-            xs = tuple(npz[n] for n in names)
+            xs = tuple(eval_sample.decode(npz, n) for n in eval_sample.input_names(len(specs)))
             y = npz["y"] if "y" in npz.files else None
             reference = npz["reference"] if "reference" in npz.files else None
     except (KeyError, ValueError, OSError) as exc:

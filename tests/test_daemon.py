@@ -18,6 +18,7 @@ from fixtures_mqtt import Subscriber
 from live_sqlite import scalar
 
 from edgekit._net import free_port
+from edgekit.eval_sample import read_inputs
 from edgekit.schema import STATUS_OFFLINE, STATUS_ONLINE, parse_report
 
 
@@ -205,9 +206,9 @@ def test_config_file_and_environment_with_flags_winning(bundle, mqtt_broker, tmp
 def test_watched_folder_inputs_are_run_and_counted(bundle, mqtt_broker, tmp_path):
     watch, results = tmp_path / "in", tmp_path / "out"
     watch.mkdir()
-    sample = np.load(bundle / "eval_sample.npz")
+    (x,) = read_inputs(bundle / "eval_sample.npz")
     for i in range(3):
-        np.save(watch / f"frame{i}.npy", sample["x"][i])
+        np.save(watch / f"frame{i}.npy", x[i])
     os.utime(watch, None)
     past = time.time() - 5
     for file in watch.iterdir():
@@ -224,6 +225,6 @@ def test_watched_folder_inputs_are_run_and_counted(bundle, mqtt_broker, tmp_path
     session = DeviceSession.open(bundle)
     for i in range(3):
         record = json.loads((results / f"frame{i}.npy.result.json").read_text())
-        assert record["top1"] == [int(session.predict(sample["x"][i : i + 1]).argmax())]
+        assert record["top1"] == [int(session.predict(x[i : i + 1]).argmax())]
         assert record["latency_ms"] > 0
     subscriber.close()

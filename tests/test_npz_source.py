@@ -76,14 +76,27 @@ def test_a_new_source_kind_builds_end_to_end(npz_kind, dense_weights, tmp_path):
     report = build(_request(root, tmp_path / "bundle"))
     assert report.status == "ok", [c for a in report.artifacts for c in a.checks]
     assert [a.artifact.format for a in report.artifacts] == ["onnx"]
+    budget = load_profile("x86-64").budgets.max_accuracy_drop_pt
+    # The int8 candidate was made, measured and judged like any other source's.
+    int8 = report.candidate("model.onnx")
+    assert int8.quantization == "int8"
+    assert int8.accuracy.drop_pt <= budget
+    assert int8.host_p50_ms is not None
+    # What ships is the fastest candidate measured here (on a model this small, often fp32).
     art = report.primary
-    assert art.artifact.quantization == "int8"
-    assert {("Gemm", "int8")} <= {(r.op, r.precision) for r in art.ops}
+    fastest = min((c for c in report.candidates if not c.verdict.startswith("dropped")),
+                  key=lambda c: c.host_p50_ms)  # fmt: skip
+    assert (
+        report.candidate(art.artifact.file).host_p50_ms
+        <= fastest.host_p50_ms
+        + (fastest.host_p50_ci_ms + report.candidate(art.artifact.file).host_p50_ci_ms)
+        + 0.02 * fastest.host_p50_ms
+    )
     assert art.macs == 64 * 32 + 32 * 10
-    # fp32 is the scikit-learn model itself; int8 stays within the profile's budget
+    # fp32 is the scikit-learn model itself; what ships stays within the profile's budget
     assert art.accuracy.metric == "top1"
     assert art.accuracy.fp32 == pytest.approx(sklearn_top1, abs=1e-9)
-    assert art.accuracy.drop_pt <= load_profile("x86-64").budgets.max_accuracy_drop_pt
+    assert art.accuracy.drop_pt <= budget
     assert art.latency.host_p50_ms is not None
     manifest = verify_bundle(tmp_path / "bundle")
     assert manifest.source_model.name == "dense.npz"

@@ -12,6 +12,7 @@ from edgekit_testing import assert_one_clear_error, run_edgekit
 from edgekit.bundle import verify_bundle
 from edgekit.converters.pipeline import BuildRequest, build
 from edgekit.converters.prune_magnitude import magnitude_mask, polynomial_sparsity
+from edgekit.eval_sample import read_inputs
 from edgekit.profiles import load_profile
 from edgekit.vocab import PruneKind
 
@@ -137,7 +138,7 @@ def test_structured_50_halves_macs_converts_and_runs(fashion_cnn, fashion_train,
 
     interp = Interpreter(model_path=str(out / "model.tflite"))
     interp.allocate_tensors()
-    x = np.load(out / "eval_sample.npz")["x"][:1]
+    x = read_inputs(out / "eval_sample.npz")[0][:1]
     interp.set_tensor(interp.get_input_details()[0]["index"], x)
     interp.invoke()
     assert interp.get_tensor(interp.get_output_details()[0]["index"]).shape == (1, 10)

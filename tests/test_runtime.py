@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from edgekit_testing import assert_one_clear_error, run_edgekit
 
 from edgekit.errors import BundleIntegrityError, RuntimeBackendError
+from edgekit.eval_sample import read_inputs
 from edgekit.manifest import QuantParams, TensorSpec
 from edgekit.runtime.quantization import to_float, to_model_dtype
 from edgekit.runtime.session import DeviceSession
@@ -32,9 +34,10 @@ def test_each_backend_reproduces_the_build_figure(jetson_build, backend):
 
 
 def test_default_backend_follows_the_preferred_artifact(jetson_build):
-    _, bundle = jetson_build
+    report, bundle = jetson_build
     session = DeviceSession.open(bundle)
-    assert session.artifact.file == "model.onnx"
+    assert session.artifact.file == report.preferred
+    assert session.artifact.format == "onnx"
     assert session.backend.name == "onnxruntime"
 
 
@@ -44,7 +47,7 @@ def test_predict_takes_floats_and_matches_a_bare_interpreter(coral_build):
 
     _, bundle = coral_build
     session = DeviceSession.open(bundle, backend="litert")
-    x = np.load(bundle / "eval_sample.npz")["x"][:8]
+    x = read_inputs(bundle / "eval_sample.npz")[0][:8]
     ours = session.predict(x)
     interp = Interpreter(model_path=str(bundle / "model.tflite"))
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
@@ -81,15 +84,16 @@ def test_quantization_is_exact_at_every_code(dtype):
 
 
 def test_tampered_bundle_is_refused(jetson_build, tmp_path):
-    _, bundle = jetson_build
+    report, bundle = jetson_build
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
-    data = bytearray((copy / "model.onnx").read_bytes())
+    name = report.preferred
+    data = bytearray((copy / name).read_bytes())
     data[100] ^= 0x01
-    (copy / "model.onnx").write_bytes(bytes(data))
-    with pytest.raises(BundleIntegrityError, match=r"model\.onnx does not match"):
+    (copy / name).write_bytes(bytes(data))
+    with pytest.raises(BundleIntegrityError, match=f"{re.escape(name)} does not match"):
         DeviceSession.open(copy)
-    assert_one_clear_error(run_edgekit("run", copy), "model.onnx does not match its SHA-256")
+    assert_one_clear_error(run_edgekit("run", copy), f"{name} does not match its SHA-256")
 
 
 def test_unavailable_backend_is_a_clear_error(jetson_build, coral_build):
@@ -141,7 +145,7 @@ def test_a_crafted_npy_in_the_watched_folder_is_an_error_result_not_a_crash(jets
     _, bundle = jetson_build
     inbox = tmp_path / "in"
     inbox.mkdir()
-    good = np.load(bundle / "eval_sample.npz")["x"][0]
+    good = read_inputs(bundle / "eval_sample.npz")[0][0]
     np.save(inbox / "good.npy", good)
     header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }"
     header += b" " * (118 - len(header)) + b"\n"

@@ -149,7 +149,15 @@ def test_a_signed_schema_1_bundle_is_trusted_and_runs(signed, keys, tmp_path):
     (copy / "manifest.sig").write_bytes(signature_file(raw, load_private_key(keys["key"])))
     old = DeviceSession.open(copy, trust_key=keys["pub"])
     new = DeviceSession.open(signed, trust_key=keys["pub"])
-    assert old.build_figures() == new.build_figures()
+    # The figures a manifest/1 holds are reported alike; it has no fp32 figure on the eval
+    # sample, so none is shown beside the board's (its fp32 came from other samples).
+    kept = ("est_latency_ms", "metric", "quantized", "model_bytes")
+    assert old.build_figures().model_dump(include=set(kept)) == (
+        new.build_figures().model_dump(include=set(kept))
+    )
+    assert old.build_figures().fp32 is None
+    assert new.build_figures().fp32 is not None
+    assert new.build_figures().samples == old.accuracy().samples
     assert old.accuracy() == new.accuracy()
     assert old.artifact.metrics.accuracy.quantized == new.artifact.metrics.accuracy.quantized
     ok = run_edgekit("verify", copy, "--trust-key", keys["pub"])

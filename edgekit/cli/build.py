@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from edgekit.bundle import archive_bundle
 from edgekit.cli._output import (
     RichProgress,
     err_console,
     native_stderr_diverted,
-    out_console,
     warning_line,
 )
 from edgekit.profiles import load_profile
-from edgekit.vocab import BuildStatus, CheckStatus, PixelRange, PruneKind
-
-if TYPE_CHECKING:  # the converters (and TensorFlow) load only when a build runs
-    from edgekit.converters.report import ArtifactReport, BuildReport
+from edgekit.vocab import BuildStatus, PixelRange, PruneKind
 
 EXIT_OVER_BUDGET = 1
 
@@ -142,6 +136,16 @@ def build(
             show_default=False,
         ),
     ] = None,
+    eval_sample: Annotated[
+        int | None,
+        typer.Option(
+            "--eval-sample",
+            min=1,
+            help="Samples in the bundle's eval sample [default: 200, fewer when they would take "
+            "more than 4 MiB or the artifact's size, whichever is larger].",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Convert MODEL for a device profile, validate it, and write a bundle.
@@ -152,6 +156,7 @@ def build(
 
     Exit 2: bad input (model, profile or data), named in one line on stderr.
     """
+    from edgekit.cli._build_output import print_report
     from edgekit.converters.pipeline import BuildRequest
     from edgekit.converters.pipeline import build as run_build
 
@@ -175,13 +180,16 @@ def build(
         input_shapes=_input_shapes(input_shape or []),
         accuracy_fallback=fallback,
         sign_key=sign_key,
+        eval_sample_size=eval_sample,
     )
     with native_stderr_diverted():
         report = run_build(request, progress=RichProgress(enabled=not quiet))
     if json_output:
         typer.echo(report.to_json(), nl=False)
     else:
-        _print_report(report)
+        print_report(report)
+    if report.eval_sample is not None and report.eval_sample.note:
+        err_console().print(f"note: {report.eval_sample.note}", highlight=False)
     for note in report.notes:
         err_console().print(f"note: {note}", highlight=False)
     for art in report.artifacts:
@@ -218,129 +226,3 @@ def _input_shapes(values: list[str]) -> dict[str, tuple[int, ...]]:
             )
         shapes[name] = shape
     return shapes
-
-
-def _fmt(value: float | None, spec: str = ".2f", unit: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{unit}"
-
-
-def _kib(size: int | None) -> str:
-    return _fmt(None if size is None else size / 1024, ".1f")
-
-
-def _print_report(report: BuildReport) -> None:
-    console = out_console()
-    console.print(
-        f"[bold]edgekit build[/bold] {report.bundle_id}: {report.model.path} ({report.model.kind}) "
-        f"for {report.profile.name} ({report.profile.source}), {report.duration_s:.1f} s",
-        highlight=False,
-    )
-    for art in report.artifacts:
-        preferred = " (preferred)" if art.artifact.file == report.preferred else ""
-        _print_artifact(console, art, report.profile.name, f"{art.artifact.file}{preferred}")
-    console.print(f"bundle: {report.bundle_dir or 'not written'}", highlight=False)
-
-
-def _print_artifact(console: Console, art: ArtifactReport, profile: str, title: str) -> None:
-    console.print(_summary(art, profile, title))
-    console.print(_op_table(art))
-    console.print(_check_table(art))
-
-
-def _summary(art: ArtifactReport, profile: str, title: str) -> Table:
-    acc, sizes, lat = art.accuracy, art.sizes, art.latency
-    summary = Table(title=title, show_header=False)
-    summary.add_column(style="bold")
-    summary.add_column()
-    info = art.artifact
-    method = f", {info.calibration_method} calibration" if info.calibration_method else ""
-    summary.add_row(
-        "artifact",
-        f"{info.format} {info.quantization}, in {info.input_dtype} / out {info.output_dtype}"
-        + (", per-channel" if info.per_channel else "")
-        + method,
-    )
-    if acc.metric is not None:
-        unit = " dB" if acc.metric == "sqnr_db" else " %"
-        summary.add_row(
-            f"{acc.metric} ({acc.samples} samples)",
-            f"fp32 {_fmt(acc.fp32, unit=unit)} -> quantized {_fmt(acc.quantized, unit=unit)}"
-            + (f" (drop {acc.drop_pt:.2f} pt)" if acc.drop_pt is not None else ""),
-        )
-    summary.add_row(
-        "size",
-        f"fp32 {sizes.fp32_bytes / 1024:.1f} KiB -> {sizes.model_bytes / 1024:.1f} KiB "
-        f"({sizes.ratio:.2f}x); gzip {_kib(sizes.fp32_gzip_bytes)} -> "
-        f"{_kib(sizes.gzip_bytes)} KiB ({_fmt(sizes.gzip_ratio)}x)",
-    )
-    summary.add_row("MACs / params", f"{art.macs:,} / {art.params:,}")
-    summary.add_row(
-        f"latency on {profile} (est.)",
-        f"fp32 {_fmt(lat.est_target_fp32_ms, '.3f')} ms -> {lat.est_target_ms:.3f} ms",
-    )
-    if lat.host_p50_ms is not None:
-        summary.add_row(
-            f"latency here, p50 ({lat.host_threads} thr)",
-            f"fp32 {_fmt(lat.host_p50_fp32_ms, '.3f')} ms -> {lat.host_p50_ms:.3f} ms "
-            f"({_fmt(lat.host_ratio)}x)",
-        )
-    _add_pruning_rows(summary, art)
-    if art.fallback is not None:
-        fb = art.fallback
-        summary.add_row(
-            "accuracy fallback",
-            f"plain int8 drop {_fmt(fb.plain_int8_drop_pt)} pt; kept {len(fb.kept_float)} "
-            f"layer(s) float: {', '.join(fb.kept_float) or '-'}; "
-            + ("budget met" if fb.met_budget else "budget NOT met (best mix shown)"),
-        )
-    return summary
-
-
-def _add_pruning_rows(summary: Table, art: ArtifactReport) -> None:
-    p = art.pruning
-    if p is None:
-        return
-    summary.add_row(
-        f"pruning ({p.kind}, {p.schedule})",
-        f"target {p.target:.0%}, artifact kernels {p.artifact_sparsity:.1%} zero; "
-        f"MACs {p.macs_before:,} -> {p.macs_after:,}; "
-        f"non-zero params {p.nonzero_params_after:,} of {p.params_after:,}",
-    )
-    if art.accuracy.pruned_fp32 is not None:
-        summary.add_row("pruned fp32", _fmt(art.accuracy.pruned_fp32, unit=" %"))
-    for attempt in p.attempts if len(p.attempts) > 1 else ():
-        summary.add_row(
-            f"  tried sparsity {attempt.sparsity:.2f}",
-            f"drop {_fmt(attempt.drop_pt)} pt, "
-            + ("within budget" if attempt.within_budget else "over budget"),
-        )
-
-
-def _op_table(art: ArtifactReport) -> Table:
-    ops = Table(title=f"ops ({art.artifact.file})")
-    for column in ("op", "precision", "count", "MACs"):
-        ops.add_column(column, justify="right" if column in ("count", "MACs") else "left")
-    for row in art.ops:
-        style = "yellow" if row.precision == "float" else None
-        ops.add_row(row.op, row.precision, str(row.count), f"{row.macs:,}", style=style)
-    return ops
-
-
-def _check_table(art: ArtifactReport) -> Table:
-    checks = Table(title=f"budgets ({art.artifact.file})")
-    for column in ("check", "value", "limit", "status", "detail"):
-        checks.add_column(column)
-    colors = {
-        CheckStatus.PASS: "green",
-        CheckStatus.FAIL: "red",
-        CheckStatus.NOT_MEASURED: "yellow",
-    }
-    for check in art.checks:
-        checks.add_row(
-            check.name,
-            _fmt(check.value, ".3f", f" {check.unit}"),
-            _fmt(check.limit, ".3f", f" {check.unit}"),
-            f"[{colors[check.status]}]{check.status}[/]",
-            check.detail,
-        )
-    return checks

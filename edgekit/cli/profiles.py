@@ -19,7 +19,7 @@ def list_profiles() -> None:
     """List the shipped device profiles with their key figures."""
     table = Table(title="device profiles")
     table.add_column("name", no_wrap=True)
-    for column in ("board", "build", "runtime", "int8 / fp32 GMAC/s", "budgets"):
+    for column in ("board", "build", "runtime", "int8 / fp32 GMAC/s per runtime", "budgets"):
         table.add_column(column)
     for name in shipped_profiles():
         p = load_profile(name)
@@ -28,7 +28,10 @@ def list_profiles() -> None:
             p.description,
             f"{'+'.join(p.build.formats)} {p.build.quantization}",
             f"{p.runtime.backend} x{p.runtime.threads}",
-            f"{p.hardware.int8_gmacs:g} / {p.hardware.fp32_gmacs:g}",
+            "\n".join(
+                f"{runtime}: {t.int8_gmacs:g} / {t.fp32_gmacs:g}"
+                for runtime, t in p.throughput.items()
+            ),
             f"drop <= {p.budgets.max_accuracy_drop_pt:g} pt, <= {p.budgets.max_model_mb:g} MB, "
             f"<= {p.budgets.max_latency_ms:g} ms",
         )
