@@ -8,6 +8,8 @@ the artifact is serialized whole, so a bundle never holds an ONNX file missing i
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +35,8 @@ def export_onnx(program: Any, example: tuple[Any, ...], *, work_dir: Path, name:
     inputs = list(program.graph_signature.user_inputs)
     try:
         require("onnxscript", extra="torch")
-        with warnings.catch_warnings():
+        # torch.onnx prints its steps to stdout, where `edgekit build --json` writes the report.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             onnx_program = torch.onnx.export(program, example, dynamo=True, verbose=False,
                                              external_data=False, optimize=True)  # fmt: skip
@@ -55,7 +58,7 @@ def _torchscript(
 ) -> None:
     torch = torch_module()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # "You are using the legacy TorchScript-based ..."
             torch.onnx.export(
                 module, example, str(out), dynamo=False, opset_version=_TORCHSCRIPT_OPSET,
