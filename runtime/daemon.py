@@ -29,7 +29,7 @@ from edgekit.runtime.daemon_settings import DaemonSettings
 from edgekit.runtime.measure import Measurement, measure, to_report
 from edgekit.runtime.outbox import Outbox
 from edgekit.runtime.reporter import Reporter
-from edgekit.runtime.session import DeviceSession
+from edgekit.runtime.session import BoardChoice, DeviceSession
 from edgekit.runtime.watch import WatchedFolder
 
 # How often the watched folder is looked at between windows.
@@ -78,8 +78,19 @@ class Daemon:
 
     def _open(self, bundle: Path) -> DeviceSession:
         s = self.settings
+        assert s.outbox is not None  # resolve_settings fills it in
+        choice = BoardChoice(
+            cache_dir=s.selection_cache or s.outbox.parent / "selection",
+            reselect=s.reselect,
+            max_seconds=s.select_seconds,
+        )
         session = DeviceSession.open(bundle, backend=s.backend, threads=s.threads,
-                                     trust_key=s.trust_key)  # fmt: skip
+                                     trust_key=s.trust_key, choice=choice)  # fmt: skip
+        if session.selection is not None:
+            times = ", ".join(f"{c.artifact} {c.p50_ms:.3g} ms" if c.p50_ms is not None
+                              else f"{c.artifact} ({c.reason})"
+                              for c in session.selection.candidates)  # fmt: skip
+            self._say(f"chose {session.selection.chosen} among the bundle's candidates: {times}")
         self._say(
             f"bundle {session.manifest.bundle_id}: {session.artifact.file} on "
             f"{session.backend.name} {session.backend.version}, {session.threads} thread(s)"

@@ -79,6 +79,11 @@ class DaemonSettings(Frozen):
     mqtt: MqttVersion = MqttVersion.V5
     trust_key: Path | None = None  # load only a bundle signed by this public key
     flush_timeout: float = Field(10.0, ge=0)
+    # A bundle with several candidates: measure them again instead of the remembered choice;
+    # the time budget for timing them; where choices are remembered (default: the outbox's dir).
+    reselect: bool = False
+    select_seconds: float = Field(20.0, gt=0)
+    selection_cache: Path | None = None
     # Set: take deployments from the deploy topic; bundles live here, `bundle` is the first one.
     deploy_dir: Path | None = None
     store_ca_file: Path | None = None  # CA of an https:// bundle store (default: system CAs)

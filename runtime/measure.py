@@ -93,4 +93,5 @@ def to_report(
         dropped_reports=dropped_reports,
         workload_inputs=workload_inputs,
         drift=measurement.drift,
+        selection=session.selection,
     )

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import metrics
+from edgekit import eval_sample, metrics
 from edgekit.bundle import MANIFEST_NAME, verify_bundle
-from edgekit import eval_sample
 from edgekit.errors import BundleError, RuntimeBackendError
 from edgekit.manifest import Artifact, Manifest, TensorSpec
+from edgekit.runtime import selection
 from edgekit.runtime.backend import BACKENDS_FOR_FORMAT, Backend, installed, open_backend
 from edgekit.runtime.predict import Predictor
-from edgekit.schema import AccuracyResult, BuildFigures
+from edgekit.schema import AccuracyResult, BuildFigures, CandidateResult, Selection
 
 # Eval samples are small; a bigger file is not what edgekit builds.
 MAX_EVAL_SAMPLE_BYTES = 64 * 1024 * 1024
@@ -66,6 +66,8 @@ class DeviceSession:
             backend, batch_size=1, inputs=artifact.inputs, outputs=artifact.outputs
         )
         self._sample: EvalSample | None = None
+        # How the board chose this artifact among the bundle's candidates, when it did.
+        self.selection: Selection | None = None
 
     @classmethod
     def open(
@@ -75,21 +77,81 @@ class DeviceSession:
         backend: str | None = None,
         threads: int | None = None,
         trust_key: Path | None = None,
+        choice: BoardChoice | None = None,
     ) -> DeviceSession:
         """Verify ``bundle_dir`` and load the artifact best suited to what is installed.
 
         ``backend`` forces one (its format's artifact must be in the bundle); ``threads``
         defaults to the profile's; with ``trust_key`` only a bundle signed by it is loaded.
+        With ``choice``, a bundle that asks the board to choose among its candidates gets the
+        one measured fastest within budget here (:mod:`edgekit.runtime.selection`).
         """
         manifest = verify_bundle(bundle_dir, trust_key=trust_key)
-        artifact, name = choose(manifest, backend)
         # The profile's thread count, but not more threads than this machine has cores.
         count = threads or min(manifest.runtime.threads if manifest.runtime else 1, _cores())
-        start = time.perf_counter()
-        loaded = open_backend(name, bundle_dir / artifact.file, threads=count)
-        init_ms = (time.perf_counter() - start) * 1e3
-        _check_io(artifact, loaded)
-        return cls(bundle_dir, manifest, artifact, loaded, threads=count, init_ms=init_ms)
+        if backend is None and choice is not None and selection.applies(manifest):
+            return cls._chosen_here(bundle_dir, manifest, threads=count, choice=choice)
+        artifact, name = choose(manifest, backend)
+        loaded = _load(bundle_dir, artifact, name, threads=count)
+        return cls(bundle_dir, manifest, artifact, loaded.backend, threads=count,
+                   init_ms=loaded.init_ms)  # fmt: skip
+
+    @classmethod
+    def _chosen_here(
+        cls, bundle_dir: Path, manifest: Manifest, *, threads: int, choice: BoardChoice
+    ) -> DeviceSession:
+        """The candidate measured fastest within budget on this host (remembered, or measured
+        now: every candidate an installed interpreter can load)."""
+        digest = hashlib.sha256((bundle_dir / MANIFEST_NAME).read_bytes()).hexdigest()
+        earlier = None if choice.reselect else selection.remembered(choice.cache_dir, digest)
+        files = {a.file for a in manifest.artifacts}
+        if earlier is not None and earlier.chosen in files:
+            artifact = manifest.artifact(earlier.chosen)
+            loaded = _load(bundle_dir, artifact, _installed_backend(artifact), threads=threads)
+            return cls._made(bundle_dir, manifest, loaded, threads=threads, chosen=earlier)
+        candidates, refused = [], []
+        for artifact in manifest.artifacts:
+            try:
+                candidates.append(
+                    _load(bundle_dir, artifact, _installed_backend(artifact), threads=threads)
+                )
+            except (RuntimeBackendError, BundleError) as exc:
+                refused.append(CandidateResult(artifact=artifact.file, variant=artifact.variant,
+                                               p50_ms=None, within_budget=False,
+                                               reason=str(exc)[:200]))  # fmt: skip
+        if not candidates:
+            raise RuntimeBackendError(
+                "no candidate of the bundle can run here: "
+                + "; ".join(f"{r.artifact}: {r.reason}" for r in refused)
+            )
+        sample = _read_sample(bundle_dir / manifest.eval_sample, candidates[0].artifact.inputs) \
+            if manifest.eval_sample else None  # fmt: skip
+        made = selection.select(
+            candidates,
+            manifest,
+            feed=lambda one: _example(one, sample),
+            score=lambda one: _score(one, sample),
+            max_seconds=choice.max_seconds,
+            refused=refused,
+        )
+        selection.remember(choice.cache_dir, digest, made)
+        winner = next(c for c in candidates if c.artifact.file == made.chosen)
+        return cls._made(bundle_dir, manifest, winner, threads=threads, chosen=made)
+
+    @classmethod
+    def _made(
+        cls,
+        bundle_dir: Path,
+        manifest: Manifest,
+        loaded: selection.Loaded,
+        *,
+        threads: int,
+        chosen: Selection,
+    ) -> DeviceSession:
+        session = cls(bundle_dir, manifest, loaded.artifact, loaded.backend, threads=threads,
+                      init_ms=loaded.init_ms)  # fmt: skip
+        session.selection = chosen
+        return session
 
     def predict(self, xs: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """The model's first output, as float32, for a batch of inputs."""
@@ -143,6 +205,48 @@ class DeviceSession:
             variant=self.artifact.variant,
             estimate_inputs=m.estimate_inputs,
         )
+
+
+@dataclass(frozen=True)
+class BoardChoice:
+    """How to choose among a bundle's candidates on this board."""
+
+    cache_dir: Path
+    reselect: bool = False
+    max_seconds: float = selection.DEFAULT_SECONDS
+
+
+def _load(bundle_dir: Path, artifact: Artifact, name: str, *, threads: int) -> selection.Loaded:
+    start = time.perf_counter()
+    loaded = open_backend(name, bundle_dir / artifact.file, threads=threads)
+    init_ms = (time.perf_counter() - start) * 1e3
+    _check_io(artifact, loaded)
+    return selection.Loaded(artifact, loaded, init_ms)
+
+
+def _installed_backend(artifact: Artifact) -> str:
+    for name in BACKENDS_FOR_FORMAT[artifact.format]:
+        if installed(name):
+            return name
+    options = ", ".join(BACKENDS_FOR_FORMAT[artifact.format])
+    raise RuntimeBackendError(f"no interpreter for {artifact.format} installed (any of: {options})")
+
+
+def _example(one: selection.Loaded, sample: EvalSample | None) -> list[np.ndarray]:
+    from edgekit.runtime.quantization import to_model_dtype
+
+    specs = one.artifact.inputs
+    xs = [x[:1] for x in sample.xs] if sample is not None else [_zeros(s) for s in specs]
+    return [to_model_dtype(x, spec) for x, spec in zip(xs, specs, strict=True)]
+
+
+def _score(one: selection.Loaded, sample: EvalSample | None) -> tuple[str, float] | None:
+    if sample is None:
+        return None
+    predictor = Predictor(one.backend, batch_size=1, inputs=one.artifact.inputs,
+                          outputs=one.artifact.outputs)  # fmt: skip
+    outputs = predictor.predict(sample.xs)
+    return metrics.score(outputs, labels=sample.y, reference=sample.reference)
 
 
 def choose(manifest: Manifest, backend: str | None) -> tuple[Artifact, str]:

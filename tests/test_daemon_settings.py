@@ -38,6 +38,9 @@ LAYERED = {
     "flush_timeout": (1.0, "2.0", 3.0),
     "deploy_dir": ("/file/deploy", "/env/deploy", Path("/flag/deploy")),
     "store_ca_file": ("/file/store-ca.pem", "/env/store-ca.pem", Path("/flag/store-ca.pem")),
+    "reselect": (True, "False", True),
+    "select_seconds": (1.5, "2.5", 3.5),
+    "selection_cache": ("/file/sel", "/env/sel", Path("/flag/sel")),
 }
 # What the settings needs besides the one under test (a client key needs its certificate).
 BASE = {"bundle": "/base/bundle", "broker": "mqtts://base:8883", "certfile": "/base/cert.pem"}
@@ -81,6 +84,8 @@ def _default(name: str) -> object:
 
 
 def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 

@@ -13,7 +13,6 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from edgekit._env import env_var
 from edgekit.cli import _mqtt_options as mqtt_options
@@ -28,14 +27,14 @@ def _help(text: str, name: str, *, default: str | None = None) -> str:
     value = default or (field.default if field is not None else None)
     shown = f" [default: {value}]" if value is not None else ""
     # Escaped: Typer renders help as rich markup, which would swallow the brackets.
-    return escape(f"{text}{shown} [env: {env_var(name)}]")
+    return f"{text}{shown} [env: {env_var(name)}]"
 
 
 def daemon(
     bundle: Annotated[
         Path | None,
         typer.Argument(
-            help=escape("Bundle directory [or EDGEKIT_BUNDLE, or 'bundle' in the config file]."),
+            help="Bundle directory [or EDGEKIT_BUNDLE, or 'bundle' in the config file].",
             show_default=False,
         ),
     ] = None,
@@ -186,6 +185,26 @@ def daemon(
             show_default=False,
         ),
     ] = None,
+    reselect: Annotated[
+        bool | None,
+        typer.Option(
+            "--reselect",
+            help=_help(
+                "Measure a several-candidate bundle's candidates again instead of the choice "
+                "remembered for it on this host.",
+                "reselect",
+                default="remembered",
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    select_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help=_help("Time budget for timing the candidates.", "select_seconds", default="20"),
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Measure BUNDLE every interval (latency, accuracy, memory) and report each window over
     MQTT, keeping every report in a durable outbox until the broker acknowledges it."""
@@ -199,7 +218,7 @@ def daemon(
         "pixel_range": pixel_range, "backend": backend, "threads": threads, "ca_file": ca_file,
         "certfile": certfile, "keyfile": keyfile, "mqtt": mqtt, "flush_timeout": flush_timeout,
         "trust_key": trust_key, "prefix": prefix, "deploy_dir": deploy_dir,
-        "store_ca_file": store_ca_file,
+        "store_ca_file": store_ca_file, "reselect": reselect, "select_seconds": select_seconds,
     }  # fmt: skip
     _run(resolve_settings(flags=flags, environ=environ, config_file=config))
 

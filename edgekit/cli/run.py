@@ -50,16 +50,32 @@ def run(
             show_default=False,
         ),
     ] = None,
+    reselect: Annotated[
+        bool,
+        typer.Option(
+            "--reselect",
+            help="Measure a several-candidate bundle's candidates again instead of using the "
+            "choice remembered for this bundle and host.",
+        ),
+    ] = False,
+    select_seconds: Annotated[
+        float,
+        typer.Option(min=0.5, help="Time budget for timing the candidates side by side."),
+    ] = 20.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Verify BUNDLE, load it, time inference (init, first run, warm-up, timed runs) and measure
     accuracy on its eval sample."""
     from edgekit.runtime.host import default_device_id
     from edgekit.runtime.measure import measure, to_report
-    from edgekit.runtime.session import DeviceSession
+    from edgekit.runtime.selection import default_cache_dir
+    from edgekit.runtime.session import BoardChoice, DeviceSession
 
     with native_stderr_diverted():
-        session = DeviceSession.open(bundle, backend=backend, threads=threads, trust_key=trust_key)
+        choice = BoardChoice(cache_dir=default_cache_dir(), reselect=reselect,
+                             max_seconds=select_seconds)  # fmt: skip
+        session = DeviceSession.open(bundle, backend=backend, threads=threads,
+                                     trust_key=trust_key, choice=choice)  # fmt: skip
         measurement = measure(
             session,
             runs=runs,
