@@ -239,3 +239,19 @@ def test_a_damaged_pt2_is_one_error_line(tmp_path, rescnn):
     bad = tmp_path / "model.pt2"
     bad.write_bytes(rescnn.pt2.read_bytes()[:2000])
     assert_one_clear_error(_cli_build(bad, tmp_path, rescnn), "model.pt2", "torch.export.save")
+
+
+def test_pt2e_keeps_the_modules_the_ranking_names_float(rescnn_exporter):
+    _, exporter, calibration = rescnn_exporter
+    build_cfg = load_profile("rpi4").build
+    first = exporter.quantize(build_cfg, calibration)  # the profile's first variant: PT2E
+    ranking = exporter.rank_layers(first.content, calibration.take(32))
+    modules = {name for name, _ in ResCNN().named_modules() if name}
+    named = {node for cost in ranking for node in cost.nodes}
+    assert named, ranking
+    assert named <= modules  # what PT2E's keep-float takes: module paths
+    kept = exporter.quantize(build_cfg, calibration, keep_float=("fc",))
+    assert kept.kept_float == ("fc",)
+    rows = _tensor_types(kept.content)
+    assert ("FULLY_CONNECTED", "FLOAT32", True) in rows  # the head stayed float
+    assert {dtype for op, dtype, _ in rows if op == "CONV_2D"} == {"INT8"}
