@@ -7,7 +7,9 @@ and ``edgekit deploy`` as the controller.
 - a slower bundle (the same function with 256 times the multiply-adds) stops at the canary wave:
   the canaries are sent back and report from their previous bundle again, nobody else got it;
 - a tampered bundle (digests fixed up after signing) is refused by every board, and the rollout
-  fails cleanly: nobody ever ran it, every board still runs what it ran.
+  fails cleanly: nobody ever ran it, every board still runs what it ran;
+- the controller SIGKILLed mid-rollout is resumed by another from the database, after a second
+  one was refused by the lease, and no board is sent its command twice.
 
 The boards are shared by the tests of this module (starting 12 daemons takes a while); each test
 judges boards against whatever they run when it starts, as the gate itself does.
@@ -16,6 +18,7 @@ judges boards against whatever they run when it starts, as the gate itself does.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +32,18 @@ from deploy_fleet import (
     collector_running,
     deploy,
     reports_by,
+    start_deploy,
     wait_for_reports,
 )
+from edgekit_testing import assert_one_error_line
 from fixtures_collector import table_rows
+from fixtures_mqtt import Subscriber
 from mosquitto_launcher import MosquittoBroker
 
 from edgekit._wait import wait_until
 from edgekit.bundle_server import BundleServer
 from edgekit.bundle_store import manifest_digest
+from edgekit.deploy_wire import parse_command
 
 pytestmark = pytest.mark.slow
 
@@ -227,3 +234,81 @@ def test_a_tampered_bundle_is_refused_by_every_board_and_the_rollout_fails_clean
         assert reports_by(fleet.db, board.device_id, tampered) == 0
         assert not (board.deploy_dir / "bundles" / tampered).exists()
         assert list((board.deploy_dir / "staging").iterdir()) == []
+
+
+def test_a_killed_controller_is_resumed_from_the_database_without_resending(fleet, tmp_path):
+    """The controller is SIGKILLed while a wave is out; a second one is refused while the first
+    holds the lease; one started after the kill takes the lease over when it runs out and
+    finishes the rollout. Every board got its command exactly once."""
+    fleet.settle()
+    running = {b.device_id: b.running_digest() for b in fleet.boards}
+    # Whichever of the two good bundles the fleet does not run (a after the tests above).
+    bundle = (
+        fleet.bundles.b
+        if set(running.values()) == {manifest_digest(fleet.bundles.a)}
+        else fleet.bundles.a
+    )
+    target = manifest_digest(bundle)
+    todo = sorted(d for d, digest in running.items() if digest != target)
+    common = [
+        "--devices",
+        "pi-*",
+        "--db",
+        fleet.db,
+        "--broker",
+        fleet.broker.url,
+        "--store-url",
+        fleet.store_url,
+        "--gate",
+        GATE,
+        "--lease-ttl",
+        "6",
+    ]
+    with Subscriber(fleet.broker, "edgekit/v1/+/deploy") as commands:
+        first = start_deploy(bundle, "--store", fleet.store, *common, log=tmp_path / "first.log")
+        rollout_id = None
+
+        def second_wave_acknowledged() -> bool:
+            nonlocal rollout_id
+            rows = table_rows(
+                fleet.db,
+                "SELECT rollout_id FROM rollouts WHERE state = 'running' ORDER BY created_at DESC",
+            )
+            if not rows:
+                return False
+            rollout_id = rows[0][0]
+            waves = _waves(fleet.db, rollout_id)
+            states = table_rows(
+                fleet.db,
+                f"SELECT state FROM rollout_targets WHERE rollout_id = '{rollout_id}' AND wave = 1",
+            )
+            return [w[2] for w in waves[:2]] == ["passed", "sent"] and all(
+                s not in ("pending", "sent") for (s,) in states
+            )
+
+        wait_until(second_wave_acknowledged, timeout_s=120, what="the 25% wave out and answered")
+        # A second controller while the first runs: refused once the lease did not come free.
+        second = deploy("--resume", rollout_id, *common[2:])
+        assert_one_error_line(second, f"rollout {rollout_id} is run by another controller")
+        first.kill()  # SIGKILL mid-rollout
+        first.wait(10)
+        resumed = deploy("--resume", rollout_id, *common[2:])
+        assert resumed.returncode == 0, resumed.stderr
+        assert resumed.stdout.strip() == f"rollout {rollout_id}: succeeded"
+        live = Counter()
+        while True:
+            try:
+                message = commands.next(2.0)
+            except TimeoutError:
+                break
+            command = parse_command(message.payload)
+            if not message.retain and command.rollout_id == rollout_id:
+                live[command.device_id] += 1
+    assert live == Counter({device: 1 for device in todo})
+    waves = _waves(fleet.db, rollout_id)
+    assert [w[2] for w in waves] == ["passed"] * 4
+    wait_until(
+        lambda: {b.running_digest() for b in fleet.boards} == {target},
+        timeout_s=60,
+        what="every board on the rolled-out bundle",
+    )

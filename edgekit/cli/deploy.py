@@ -14,6 +14,7 @@ or failed (its reason printed), 2 for bad input.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 from collections.abc import Iterator
@@ -127,7 +128,7 @@ def deploy(
     ] = None,
     store_ca_file: Annotated[
         Path | None,
-        typer.Option(help=escape("CA of an https:// bundle store [default: system CAs].")),
+        typer.Option(help="CA of an https:// bundle store [default: system CAs]."),
     ] = None,
     trust_key: Annotated[
         Path | None,
@@ -162,6 +163,16 @@ def deploy(
 
     if (bundle is None) == (resume is None):
         raise DeployError("give a BUNDLE to roll out, or --resume ROLLOUT to continue one")
+    settings_for = functools.partial(
+        _broker,
+        broker,
+        ca_file=ca_file,
+        certfile=certfile,
+        keyfile=keyfile,
+        mqtt=mqtt,
+        prefix=prefix,
+    )
+    settings_for("check")  # a bad broker setting stops us before anything is written
     with RolloutDb(db) as rollouts:
         if resume is None:
             assert bundle is not None
@@ -186,15 +197,7 @@ def deploy(
             _say(describe(rollout_id, rollouts))
         else:
             rollout_id = known_rollout(rollouts, resume).rollout_id
-        settings = _broker(
-            broker,
-            rollout_id,
-            ca_file=ca_file,
-            certfile=certfile,
-            keyfile=keyfile,
-            mqtt=mqtt,
-            prefix=prefix,
-        )
+        settings = settings_for(rollout_id)
         stop = threading.Event()
         with _stopping_on_signals(stop):
             # Resuming after a controller died: its lease must run out first.

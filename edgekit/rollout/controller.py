@@ -106,9 +106,19 @@ class RolloutController:
         return self._rollout()
 
     def _take_lease(self) -> None:
+        """Take the lease, waiting up to ``wait_for_lease_s`` for one left by a controller that
+        died to run out; LeaseHeld at once when its owner is seen renewing it (it is alive)."""
         deadline = time.monotonic() + self.wait_for_lease_s
+        first: RolloutRecord | None = None
         while (held := self.db.acquire(self.rollout_id, self.owner, self.lease_ttl_s)) is not None:
-            if time.monotonic() >= deadline or self.stop.is_set():
+            first = first or held
+            renewed = (
+                held.owner == first.owner
+                and held.lease_expires_at is not None
+                and first.lease_expires_at is not None
+                and held.lease_expires_at > first.lease_expires_at
+            )
+            if renewed or time.monotonic() >= deadline or self.stop.is_set():
                 until = (
                     held.lease_expires_at.isoformat(timespec="seconds")
                     if held.lease_expires_at
@@ -118,7 +128,7 @@ class RolloutController:
                     f"rollout {self.rollout_id} is run by another controller ({held.owner}, "
                     f"lease until {until}); it resumes from the database if that one stops"
                 )
-            self.stop.wait(min(1.0, max(0.1, deadline - time.monotonic())))
+            self.stop.wait(min(0.5, max(0.1, deadline - time.monotonic())))
         self._renewed = time.monotonic()
 
     def _rollout(self) -> RolloutRecord:

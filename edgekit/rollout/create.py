@@ -52,6 +52,7 @@ def create_rollout(db: RolloutDb, request: RolloutRequest) -> str:
     """Check everything, write the rollout (all waves pending); its id."""
     if (request.devices is None) == (request.profile is None):
         raise DeployError("choose the boards with exactly one of --devices GLOB or --profile P")
+    plan_waves(["any"], canary=request.canary, waves=request.waves)  # the shares, checked first
     manifest, digest = _checked_bundle(request.bundle, trust_key=request.trust_key)
     stored = _stored(request, digest)
     url = stored.url(request.store_url)
