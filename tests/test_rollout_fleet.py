@@ -35,7 +35,7 @@ from deploy_fleet import (
     start_deploy,
     wait_for_reports,
 )
-from edgekit_testing import assert_one_error_line
+from edgekit_testing import assert_one_clear_error, assert_one_error_line, run_edgekit
 from fixtures_collector import table_rows
 from fixtures_mqtt import Subscriber
 from mosquitto_launcher import MosquittoBroker
@@ -312,3 +312,36 @@ def test_a_killed_controller_is_resumed_from_the_database_without_resending(flee
         timeout_s=60,
         what="every board on the rolled-out bundle",
     )
+
+
+def test_a_rollout_is_rolled_back_by_hand_and_listed(fleet):
+    """``edgekit rollback`` sends every board a finished rollout reached back to the bundle it
+    ran before; ``edgekit rollouts`` shows the rollouts with their gate figures."""
+    fleet.settle()
+    before = {b.device_id: b.running_digest() for b in fleet.boards}
+    bundle = (
+        fleet.bundles.b
+        if set(before.values()) == {manifest_digest(fleet.bundles.a)}
+        else fleet.bundles.a
+    )
+    result = fleet.deploy(bundle, "--canary", "0%", "--waves", "100%")
+    assert result.returncode == 0, result.stderr
+    rollout_id = _rollout_id(result)
+    assert {b.running_digest() for b in fleet.boards} == {manifest_digest(bundle)}
+    back = run_edgekit(
+        "rollback", rollout_id, "--db", fleet.db, "--broker", fleet.broker.url, timeout=300
+    )
+    assert back.returncode == 0, back.stderr
+    assert back.stdout.strip() == f"rollout {rollout_id}: rolled_back"
+    assert {b.device_id: b.running_digest() for b in fleet.boards} == before
+    again = run_edgekit("rollback", rollout_id, "--db", fleet.db, "--broker", fleet.broker.url)
+    assert_one_clear_error(again, f"rollout {rollout_id} is already rolled back")
+    listed = run_edgekit("rollouts", "--db", fleet.db)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith(f"{rollout_id}  rolled_back")
+    assert "rolled back by hand" in lines[0]
+    assert "12 reverted" in lines[0]
+    assert lines[1].split()[:5] == ["wave", "100%", "12", "board(s)", "passed"]
+    assert "p50 ratio" in lines[1]
+    assert "5 window(s) each" in lines[1]
