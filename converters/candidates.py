@@ -74,7 +74,7 @@ class Candidate:
     def label(self) -> str:
         """How it was made, as reports name it."""
         if self.latency_costs:
-            kept = sum(1 for c in self.latency_costs if c.slower_in_int8)
+            kept = sum(1 for c in self.latency_costs if c.keep_float)
             return f"{self.variant.label}, {kept} ops slower in int8 kept float"
         return self.variant.label
 

@@ -140,7 +140,7 @@ def _latency_aware(
         costs = exporter.op_costs(base.content, reference.data, threads=plan.host_threads)
     if not costs:
         return None
-    slow = tuple(c.node for c in costs if c.slower_in_int8)
+    slow = tuple(c.node for c in costs if c.keep_float)
     if not slow:
         return None
     keep = tuple(dict.fromkeys((*base.artifact.kept_float, *slow)))

@@ -60,6 +60,8 @@ class OpCost:
     float_us: float
     int8_us: float  # its kernel plus the conversions around it in the quantized model
     int8_kernel: str  # what the runtime runs it as in the quantized model
+    # Chosen to stay float: slower in int8, and where leaving it float removes conversions.
+    keep_float: bool = False
 
     # An op moves to float only when int8 costs clearly more: per-op times jitter by a few
     # microseconds, and the mixed candidate is measured as a whole before it can be chosen.

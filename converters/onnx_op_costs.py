@@ -5,14 +5,19 @@ that feed it and the QuantizeLinear nodes after it. Where ORT has no integer ker
 integer kernel is slow (some depthwise convolutions), that sum exceeds what the same op costs in
 the fp32 model, and keeping it float is faster. Both models are profiled on the same input, per
 node of the graph ORT really runs; each node is traced back to the op of the model it came from.
+
+Keeping one op float between two quantized neighbours saves nothing: the neighbours still need
+the conversions on the tensors it shares with them. So the ops kept float are the slow ones that
+form connected regions (two or more slow ops joined directly or through data movement), or that
+touch the model's inputs or outputs; inside a region the conversions disappear.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +93,43 @@ def op_costs(
                 int8_kernel=in_int8.op,
             )
         )
-    return tuple(costs)
+    keep = _regions(source.graph, {c.node for c in costs if c.slower_in_int8})
+    return tuple(dataclasses.replace(c, keep_float=c.node in keep) for c in costs)
 
 
-def slower_in_int8(costs: Sequence[OpCost]) -> tuple[str, ...]:
-    """Names of the ops to keep float, in graph order."""
-    return tuple(c.node for c in costs if c.slower_in_int8)
+def _regions(graph: Any, slow: set[str]) -> set[str]:
+    """The slow ops worth keeping float: those with a slow neighbour (through data movement
+    ops), or next to the model's own inputs or outputs."""
+    ends = {v.name for v in graph.input} | {v.name for v in graph.output}
+    producer = {o: n for n in graph.node for o in n.output if o}
+    consumers = _consumers(graph)
+
+    def neighbours(node: Any) -> set[str]:
+        found: set[str] = set()
+        frontier = [*node.input, *node.output]
+        seen: set[str] = set()
+        while frontier:
+            tensor = frontier.pop()
+            if tensor in seen or not tensor:
+                continue
+            seen.add(tensor)
+            for other in (producer.get(tensor), *consumers.get(tensor, ())):
+                if other is None or other is node:
+                    continue
+                if other.op_type in DATA_MOVEMENT_OPS:  # look through reshapes and the like
+                    frontier.extend([*other.input, *other.output])
+                else:
+                    found.add(other.name)
+        return found
+
+    keep = set()
+    for node in graph.node:
+        if node.name not in slow:
+            continue
+        touches_end = any(t in ends for t in (*node.input, *node.output))
+        if touches_end or neighbours(node) & slow:
+            keep.add(node.name)
+    return keep
 
 
 def _consumers(graph: Any) -> dict[str, list[Any]]:

@@ -127,6 +127,7 @@ class OpCostRow(Frozen):
     int8_us: float  # its kernel plus the conversions around it
     int8_kernel: str
     slower_in_int8: bool
+    keep_float: bool  # slower in int8 and in a region where leaving it float drops conversions
 
 
 class LatencyFallbackFigures(Frozen):
@@ -146,6 +147,10 @@ class CandidateRow(Frozen):
     kept_float: int
     accuracy: AccuracyFigures
     model_bytes: int
+    # Layers left float (accuracy fallback, latency-aware fallback) and, for a latency-aware
+    # candidate, the per-op profile that named them.
+    kept_float_names: tuple[str, ...] = ()
+    latency_profile: tuple[OpCostRow, ...] = ()
     host_p50_ms: float | None
     host_p50_ci_ms: float | None  # half-width of the 95 % interval of the median
     host_p90_ms: float | None

@@ -142,6 +142,8 @@ def _candidate_row(plan: Plan, verdict: Verdict) -> rpt.CandidateRow:
         kept_float=len(c.artifact.kept_float),
         accuracy=c.accuracy or NOT_MEASURED,
         model_bytes=len(c.content),
+        kept_float_names=c.artifact.kept_float,
+        latency_profile=_op_cost_rows(c),
         host_p50_ms=None if host is None else host.p50_ms,
         host_p50_ci_ms=None if host is None else host.p50_ci_ms,
         host_p90_ms=None if host is None else host.stats.p90_ms,
@@ -156,19 +158,18 @@ def _latency_fallback(candidate: Candidate) -> rpt.LatencyFallbackFigures | None
     if not candidate.latency_costs:
         return None
     return rpt.LatencyFallbackFigures(
-        kept_float=tuple(c.node for c in candidate.latency_costs if c.slower_in_int8),
-        ops=tuple(
-            rpt.OpCostRow(
-                node=c.node,
-                op=c.op,
-                float_us=c.float_us,
-                int8_us=c.int8_us,
-                int8_kernel=c.int8_kernel,
-                slower_in_int8=c.slower_in_int8,
-            )
-            for c in candidate.latency_costs
-        ),
+        kept_float=tuple(c.node for c in candidate.latency_costs if c.keep_float),
+        ops=_op_cost_rows(candidate),
     )
+
+
+def _op_cost_rows(candidate: Candidate) -> tuple[rpt.OpCostRow, ...]:
+    return tuple(
+        rpt.OpCostRow(node=c.node, op=c.op, float_us=c.float_us, int8_us=c.int8_us,
+                      int8_kernel=c.int8_kernel, slower_in_int8=c.slower_in_int8,
+                      keep_float=c.keep_float)
+        for c in candidate.latency_costs
+    )  # fmt: skip
 
 
 def _check_row(check: Check) -> rpt.CheckRow:
