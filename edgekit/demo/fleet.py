@@ -1,8 +1,11 @@
 """The demo's fleet: simulated boards (real ``edgekit daemon`` processes) reporting to a
-collector service with an embedded broker, until every report is stored."""
+collector service with an embedded broker, until every report is stored (and, while they run,
+a rollout to them)."""
 
 from __future__ import annotations
 
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit._net import free_port
+from edgekit.demo.rollout import windows_sent
 from edgekit.errors import EdgekitError
 from edgekit.progress import Progress
 
@@ -36,16 +40,25 @@ def run_fleet(
     interval_s: float,
     progress: Progress,
     say: Callable[[str], None],
-) -> int:
-    """Run ``boards`` for ``reports`` windows each against a collector storing into
-    ``database``; how many reports were stored. EdgekitError if a board failed."""
+    then: Callable[[str, str], object] | None = None,
+) -> tuple[int, int]:
+    """Run ``boards`` against a collector storing into ``database`` until each has reported
+    ``reports`` windows; (reports sent, reports stored). EdgekitError if a board failed.
+
+    With ``then``, the boards keep running (each with a deploy directory of its own) while
+    ``then(broker_url, db_url)`` runs, and stop after it; they report all along.
+    """
     from edgekit.collector import Store
 
     url = f"mqtt://127.0.0.1:{free_port()}"
     db_url = f"sqlite:///{database}"
+    # Bundles are rebuilt on every run: what an earlier run deployed must not stand in for them.
+    shutil.rmtree(out_dir / "deploy", ignore_errors=True)
     with _CollectorThread(db_url, url) as collector:
         say(f"embedded broker on {url}, collector storing into {database}")
-        processes = [_start_daemon(b, url, out_dir, reports, interval_s) for b in boards]
+        processes = [
+            _start_daemon(b, url, out_dir, None if then else reports, interval_s) for b in boards
+        ]
         expected = len(boards) * reports
         with (
             Store(db_url) as store,
@@ -56,13 +69,25 @@ def run_fleet(
             while stored < expected and time.monotonic() < deadline and collector.alive():
                 time.sleep(0.5)
                 now = len(store.message_ids())
-                task.advance(now - stored)
+                task.advance(min(now, expected) - min(stored, expected))
                 stored = now
-        failed = [b.device_id for b, p in zip(boards, processes, strict=True) if _finish(p)]
+            try:
+                if then is not None and stored >= expected:
+                    then(url, db_url)
+            finally:
+                for process in processes:
+                    if process.poll() is None:
+                        process.send_signal(signal.SIGTERM)
+            failed = [b.device_id for b, p in zip(boards, processes, strict=True) if _finish(p)]
+            sent = sum(windows_sent(_outbox(out_dir, b)) for b in boards)
+            # What the boards flushed on SIGTERM reaches the collector a moment later.
+            wait_deadline = time.monotonic() + 30
+            while len(store.message_ids()) < sent and time.monotonic() < wait_deadline:
+                time.sleep(0.2)
     if failed:
         raise EdgekitError(f"simulated board(s) {', '.join(failed)} failed; see {out_dir}/logs")
     with Store(db_url) as store:
-        return len(store.message_ids())
+        return sent, len(store.message_ids())
 
 
 class _CollectorThread:
@@ -115,19 +140,47 @@ class _CollectorThread:
             raise self._error
 
 
+def _outbox(out_dir: Path, board: Board) -> Path:
+    return out_dir / "outbox" / f"{board.device_id}.sqlite"
+
+
 def _start_daemon(
-    board: Board, broker: str, out_dir: Path, reports: int, interval_s: float
+    board: Board, broker: str, out_dir: Path, reports: int | None, interval_s: float
 ) -> subprocess.Popen[bytes]:
+    """A board's daemon: ``reports`` windows, or until SIGTERM with a deploy directory."""
     logs = out_dir / "logs"
     logs.mkdir(exist_ok=True)
     log = (logs / f"{board.device_id}.log").open("wb")
+    until = (
+        ["--reports", str(reports)]
+        if reports is not None
+        else ["--deploy-dir", str(out_dir / "deploy" / board.device_id)]
+    )
     return subprocess.Popen(
-        [sys.executable, "-m", "edgekit", "daemon", str(board.bundle), "--broker", broker,
-         "--device-id", board.device_id, "--mqtt", "3.1.1", "--reports", str(reports),
-         "--interval", str(interval_s), "--window", "200", "--outbox",
-         str(out_dir / "outbox" / f"{board.device_id}.sqlite")],
-        stdout=log, stderr=subprocess.STDOUT, cwd=out_dir,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "daemon",
+            str(board.bundle),
+            "--broker",
+            broker,
+            "--device-id",
+            board.device_id,
+            "--mqtt",
+            "3.1.1",
+            *until,
+            "--interval",
+            str(interval_s),
+            "--window",
+            "200",
+            "--outbox",
+            str(_outbox(out_dir, board)),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=out_dir,
+    )
 
 
 def _finish(process: subprocess.Popen[bytes]) -> int:

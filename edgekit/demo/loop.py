@@ -2,7 +2,8 @@
 
 Train a small CNN on scikit-learn's digits (shipped in the package), build it for two boards,
 start a collector service with an embedded MQTT broker (SQLite), run simulated boards (real
-``edgekit daemon`` processes) for a few windows, and write the fleet report.
+``edgekit daemon`` processes) for a few windows, roll a second variant out to one board type
+with a canary while they run, and write the fleet report.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.demo.fleet import Board, run_fleet
+from edgekit.demo.rollout import DemoRollout
 from edgekit.errors import EdgekitError
 from edgekit.progress import Progress, SilentProgress
 
@@ -64,8 +66,11 @@ def run_demo(
         for name, bundle in zip(PROFILES, bundles, strict=True)
         for i in range(devices_per_profile)
     ]
+    # A second variant for one board type, rolled out with a canary while the boards run.
+    rollout = DemoRollout(out_dir, progress=progress, say=say)
+    v2 = rollout.build_variant()
     database = out_dir / "edgekit.db"
-    stored = run_fleet(
+    sent, stored = run_fleet(
         boards,
         out_dir=out_dir,
         database=database,
@@ -73,11 +78,11 @@ def run_demo(
         interval_s=interval_s,
         progress=progress,
         say=say,
+        then=lambda broker, db_url: rollout.run(v2, broker=broker, db_url=db_url),
     )
     figures = fleet_figures(_snapshot(database))
     report = write_report(figures, out_dir / "report.html", ReportFormat.HTML,
                           source=f"sqlite:///{database}")  # fmt: skip
-    sent = len(boards) * reports
     return DemoResult(out_dir, tuple(bundles), database, report, len(boards), sent, stored)
 
 
