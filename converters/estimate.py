@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 from edgekit.converters.model_stats import ModelStats
 from edgekit.figures import EstimateInputs
-from edgekit.profiles import DeviceProfile, Throughput
+from edgekit.profiles import DeviceProfile
 from edgekit.vocab import BackendName, ModelFormat
-
-_TFLITE_RUNTIMES = (BackendName.LITERT, BackendName.TFLITE_RUNTIME, BackendName.TFLITE_MICRO)
 
 
 @dataclass(frozen=True)
@@ -44,32 +42,13 @@ def estimate_inputs(stats: ModelStats) -> EstimateInputs:
     )
 
 
-def predicted_ms(inputs: EstimateInputs, figures: Throughput) -> float:
-    """The latency ``figures`` predict for an artifact with these ``inputs``, in ms."""
-    depthwise = figures.int8_depthwise_gmacs or figures.int8_gmacs
-    compute_s = (
-        inputs.int8_macs / (figures.int8_gmacs * 1e9)
-        + inputs.int8_depthwise_macs / (depthwise * 1e9)
-        + inputs.float_macs / (figures.fp32_gmacs * 1e9)
-    )
-    return compute_s * 1e3 + inputs.ops * figures.op_overhead_us / 1e3
-
-
-def board_runtime(profile: DeviceProfile, fmt: ModelFormat) -> BackendName:
-    """The runtime that runs an artifact of ``fmt`` on the profile's board."""
-    if fmt is ModelFormat.ONNX:
-        return BackendName.ONNXRUNTIME
-    backend = profile.runtime.backend
-    return backend if backend in _TFLITE_RUNTIMES else BackendName.LITERT
-
-
 def estimate_latency(stats: ModelStats, profile: DeviceProfile, fmt: ModelFormat) -> Estimate:
     """The artifact's latency on the profile's board, from the figures of its runtime there."""
-    runtime = board_runtime(profile, fmt)
+    runtime = profile.runtime_for(fmt)
     figures = profile.throughput.get(runtime)
     if figures is None:
         return Estimate(runtime, None, f"profile {profile.name} has no figures for {runtime}")
     if stats.uncounted_ops:
         ops = ", ".join(stats.uncounted_ops)
         return Estimate(runtime, None, f"the MACs of {ops} cannot be read from the artifact")
-    return Estimate(runtime, predicted_ms(estimate_inputs(stats), figures))
+    return Estimate(runtime, figures.predicted_ms(estimate_inputs(stats)))

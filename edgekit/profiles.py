@@ -7,6 +7,7 @@ frozen :class:`DeviceProfile`. Unknown keys and wrong types are errors naming th
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import tomllib
@@ -18,6 +19,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 from edgekit.errors import ProfileError
+from edgekit.figures import EstimateInputs
 from edgekit.vocab import (
     BackendName,
     CalibrationMethod,
@@ -29,6 +31,7 @@ from edgekit.vocab import (
 )
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+_TFLITE_RUNTIMES = (BackendName.LITERT, BackendName.TFLITE_RUNTIME, BackendName.TFLITE_MICRO)
 
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -62,6 +65,16 @@ class Throughput:
     # dominates tiny models.
     op_overhead_us: NonNegative = 0.0
     notes: str = ""
+
+    def predicted_ms(self, inputs: EstimateInputs) -> float:
+        """The latency these figures predict for an artifact with these op-table figures, ms."""
+        depthwise = self.int8_depthwise_gmacs or self.int8_gmacs
+        compute_ms = (
+            inputs.int8_macs / (self.int8_gmacs * 1e6)
+            + inputs.int8_depthwise_macs / (depthwise * 1e6)
+            + inputs.float_macs / (self.fp32_gmacs * 1e6)
+        )
+        return compute_ms + inputs.ops * self.op_overhead_us / 1e3
 
 
 @dataclass(config=_STRICT)
@@ -129,6 +142,14 @@ class DeviceProfile:
     budgets: Budgets
     # Per runtime that can run this board's artifacts: [throughput.litert], [throughput.onnxruntime]
     throughput: dict[BackendName, Throughput] = dataclasses.field(default_factory=dict)
+
+    def runtime_for(self, fmt: ModelFormat) -> BackendName:
+        """The runtime that runs an artifact of ``fmt`` on this board."""
+        if fmt is ModelFormat.ONNX:
+            return BackendName.ONNXRUNTIME
+        backend = self.runtime.backend
+        return backend if backend in _TFLITE_RUNTIMES else BackendName.LITERT
+
     # Filled by the loader, not by the TOML file.
     source: str = ""
     digest: str = ""
@@ -153,8 +174,12 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
         return parse_profile(candidate.read_bytes(), source=str(candidate))
     resource = resources.files("edgekit.device_profiles").joinpath(f"{text_key}.toml")
     if not resource.is_file():
-        shipped = ", ".join(shipped_profiles())
-        raise ProfileError(f"unknown profile {text_key!r}; shipped profiles: {shipped}")
+        names = shipped_profiles()
+        near = difflib.get_close_matches(text_key.lower(), names, n=1, cutoff=0.5)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ProfileError(
+            f"unknown profile {text_key!r}{hint} (shipped profiles: {', '.join(names)})"
+        )
     return parse_profile(resource.read_bytes(), source=f"{text_key}.toml")
 
 

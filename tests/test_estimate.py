@@ -6,12 +6,7 @@ import dataclasses
 
 import pytest
 
-from edgekit.converters.estimate import (
-    board_runtime,
-    estimate_inputs,
-    estimate_latency,
-    predicted_ms,
-)
+from edgekit.converters.estimate import estimate_inputs, estimate_latency
 from edgekit.converters.model_stats import ModelStats, OpInfo
 from edgekit.profiles import Throughput, load_profile
 from edgekit.vocab import BackendName, ModelFormat
@@ -68,7 +63,7 @@ def test_precision_aware_figures_and_per_op_cost():
         2_000_000, 1_000_000, 1_000_000, 4,
     )  # fmt: skip
     # 0.1 ms dense int8 + 0.2 ms depthwise + 0.1 ms float + 4 ops x 10 us
-    assert predicted_ms(inputs, figures) == pytest.approx(0.1 + 0.2 + 0.1 + 0.04)
+    assert figures.predicted_ms(inputs) == pytest.approx(0.1 + 0.2 + 0.1 + 0.04)
 
 
 def test_every_shipped_profile_has_figures_for_the_runtimes_of_its_formats():
@@ -77,4 +72,4 @@ def test_every_shipped_profile_has_figures_for_the_runtimes_of_its_formats():
     for name in shipped_profiles():
         profile = load_profile(name)
         for fmt in profile.build.formats:
-            assert board_runtime(profile, fmt) in profile.throughput, (name, fmt)
+            assert profile.runtime_for(fmt) in profile.throughput, (name, fmt)
