@@ -18,8 +18,8 @@ def drift_reference(
     inputs: Sequence[np.ndarray], outputs: np.ndarray, *, specs: Sequence[TensorSpec]
 ) -> DriftSummary | None:
     """The reference summary of an artifact whose outputs on the eval sample ``inputs`` (one
-    batch-first float array per model input, as fed) are ``outputs``; ``specs`` are the
-    artifact's inputs. None for an empty sample.
+    batch-first array per model input, the values as the board decodes them from the bundle's
+    eval sample) are ``outputs``; ``specs`` are the artifact's inputs. None for an empty sample.
 
     Computed exactly as the board computes its windows (``edgekit.drift.summarize``), so a board
     running the same artifact on the same sample reproduces it.

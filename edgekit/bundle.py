@@ -81,6 +81,25 @@ def write_bundle(
     return out_dir
 
 
+def check_out_dir(out_dir: Path, *, force: bool) -> None:
+    """Refuse to build into ``out_dir`` when that would replace something: a bundle there is
+    replaced only with ``force``, a non-empty folder that is not a bundle never."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise BundleError(f"{out_dir} exists and is not a directory; pick another --out")
+    if not any(out_dir.iterdir()):
+        return
+    if _is_foreign(out_dir):
+        raise BundleError(
+            f"refusing to overwrite {out_dir}: it exists and is not an edgekit bundle"
+        )
+    if not force:
+        raise BundleError(
+            f"{out_dir} holds a bundle already; pass --force to replace it, or another --out"
+        )
+
+
 def _is_foreign(directory: Path) -> bool:
     return any(directory.iterdir()) and not (directory / MANIFEST_NAME).is_file()
 

@@ -8,10 +8,11 @@ Keras' ``image_dataset_from_directory`` reads it.
 
 from __future__ import annotations
 
+import logging
 import lzma
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from edgekit.errors import DataError
 from edgekit.manifest import TensorSpec
 from edgekit.vocab import PixelRange
 
+_log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # What numpy and zipfile raise on a damaged .npz: a bad .npy header (ValueError), a declared shape
 # of booleans (TypeError), beyond int64 (OverflowError) or beyond memory (MemoryError), a damaged
@@ -188,26 +190,62 @@ def load_image_folder(
         raise DataError(f"{role} data {path}: no class sub-folders (expected one folder per class)")
     xs: list[np.ndarray] = []
     ys: list[int] = []
+    changes = _Changes()
     for label, name in enumerate(classes):
         for file in sorted((path / name).iterdir()):
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            xs.append(load_image(file, spec=spec, pixel_range=pixel_range, role=role))
+            xs.append(_read_image(file, spec=spec, pixel_range=pixel_range, role=role,
+                                  changes=changes))  # fmt: skip
             ys.append(label)
     if not xs:
         raise DataError(f"{role} data {path}: the class folders hold no images")
+    if note := changes.describe(len(xs), spec):
+        # One line for the whole folder, never one per image (the CLI prints it as a note).
+        _log.info("%s data %s: %s", role, path, note)
     return LabelledData.of(np.stack(xs), np.asarray(ys, dtype=np.int64), source=str(path))
+
+
+@dataclass
+class _Changes:
+    """What loading did to a folder's images: how many it resized, and from which modes it
+    converted how many."""
+
+    resized: int = 0
+    converted: dict[str, int] = field(default_factory=dict)
+
+    def describe(self, total: int, spec: TensorSpec) -> str:
+        height, width, channels = _image_geometry(spec, role="")
+        parts = []
+        if self.resized:
+            parts.append(f"{self.resized} of {total} images resized to {width}x{height}")
+        target = "grayscale" if channels == 1 else "RGB"
+        for mode, count in sorted(self.converted.items()):
+            parts.append(f"{count} of {total} converted from {mode} to {target}")
+        return ", ".join(parts)
 
 
 def load_image(
     file: Path, *, spec: TensorSpec, pixel_range: PixelRange, role: str = "input"
 ) -> np.ndarray:
     """One image resized to the model input's height and width, scaled per ``pixel_range``."""
+    return _read_image(file, spec=spec, pixel_range=pixel_range, role=role, changes=None)
+
+
+def _read_image(
+    file: Path, *, spec: TensorSpec, pixel_range: PixelRange, role: str, changes: _Changes | None
+) -> np.ndarray:
     image = require("PIL.Image", extra="device", package="pillow")
     height, width, channels = _image_geometry(spec, role=role)
+    mode = "L" if channels == 1 else "RGB"
     try:
         with image.open(file) as img:
-            img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
+            if changes is not None:
+                if img.mode != mode:
+                    changes.converted[img.mode] = changes.converted.get(img.mode, 0) + 1
+                if img.size != (width, height):
+                    changes.resized += 1
+            img = img.convert(mode).resize((width, height))
             pixels = np.asarray(img, dtype=np.float32).reshape(height, width, channels)
     # Pillow raises SyntaxError for a broken PNG chunk, DecompressionBombError for a huge image.
     except (OSError, ValueError, SyntaxError, image.DecompressionBombError) as exc:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from edgekit._env import env_var
 from edgekit.mqtt import SessionOptions
@@ -35,8 +34,7 @@ def _session_default(name: str) -> object:
 
 
 def _help(text: str, name: str) -> str:
-    # Escaped: Typer renders help as rich markup, which would swallow "[env: ...]".
-    return escape(f"{text} [env: {env_var(name)}]")
+    return f"{text} [env: {env_var(name)}]"
 
 
 Broker = Annotated[

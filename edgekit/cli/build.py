@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from edgekit.bundle import archive_bundle
 from edgekit.cli._output import (
     RichProgress,
     err_console,
     native_stderr_diverted,
     warning_line,
 )
-from edgekit.profiles import load_profile
 from edgekit.vocab import BuildStatus, PixelRange, PruneKind
 
 EXIT_OVER_BUDGET = 1
+# The logger edgekit.datasets says what it did to the user's data on (the images it resized).
+DATA_LOGGER = "edgekit.datasets"
 
 
 def build(
     model: Annotated[
         Path,
         typer.Argument(
-            help="Model: .keras, .h5, .onnx, .pt2 (torch.export.save), or a SavedModel directory.",
+            metavar="MODEL",
+            help="The trained model: Keras (.keras, .h5), ONNX (.onnx), a TensorFlow "
+            "SavedModel directory, or PyTorch (.pt2 from torch.export.save).",
             show_default=False,
         ),
     ],
@@ -63,6 +68,10 @@ def build(
             show_default=False,
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace the bundle already in --out, if there is one."),
+    ] = False,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the build report as JSON on stdout.")
     ] = False,
@@ -156,14 +165,18 @@ def build(
 
     Exit 2: bad input (model, profile or data), named in one line on stderr.
     """
+    from edgekit.bundle import archive_bundle, check_out_dir
     from edgekit.cli._build_output import print_report
     from edgekit.converters.pipeline import BuildRequest
     from edgekit.converters.pipeline import build as run_build
+    from edgekit.profiles import load_profile
 
     device = load_profile(profile)
     out_dir = (
         out or Path("bundles") / f"{model.stem if model.is_file() else model.name}-{device.name}"
     )
+    # Before the build, not after minutes of it: a bundle there is replaced only when asked.
+    check_out_dir(out_dir, force=force)
     request = BuildRequest(
         model=model,
         profile=device,
@@ -182,7 +195,7 @@ def build(
         sign_key=sign_key,
         eval_sample_size=eval_sample,
     )
-    with native_stderr_diverted():
+    with native_stderr_diverted(), _data_notes():
         report = run_build(request, progress=RichProgress(enabled=not quiet))
     if json_output:
         typer.echo(report.to_json(), nl=False)
@@ -206,6 +219,26 @@ def build(
         bundle_dir = Path(report.bundle_dir)
         tarball = archive_bundle(bundle_dir, bundle_dir.with_name(bundle_dir.name + ".tar.gz"))
         err_console().print(f"archive: {tarball}")
+
+
+@contextmanager
+def _data_notes() -> Iterator[None]:
+    """Print what data loading says about the user's data (images resized or converted) as one
+    ``note:`` line each, while the build runs."""
+
+    class _Note(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            err_console().print(f"note: {record.getMessage()}", highlight=False, markup=False)
+
+    logger = logging.getLogger(DATA_LOGGER)
+    handler, level = _Note(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _input_shapes(values: list[str]) -> dict[str, tuple[int, ...]]:

@@ -14,7 +14,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from edgekit._env import env_var
 from edgekit.cli import _mqtt_options as mqtt_options
@@ -39,7 +38,7 @@ def collect(
     db: Annotated[
         str | None,
         typer.Option(
-            help=escape(
+            help=(
                 "SQLAlchemy database URL, e.g. sqlite:///edgekit.db or "
                 "postgresql+psycopg://user@host/db [default: sqlite:///edgekit.db] "
                 f"[env: {env_var('db')}]"
@@ -58,7 +57,7 @@ def collect(
     client_id: Annotated[
         str | None,
         typer.Option(
-            help=escape(
+            help=(
                 "Fixed MQTT client id of this collector's persistent session; each collector "
                 "of a share group needs its own. Default: edgekit-collector, or "
                 f"edgekit-collector-GROUP-HOSTNAME with --share. [env: {env_var('collector_id')}]"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgekit.cli._output import RichProgress, err_console, native_stderr_diverted
+from edgekit.cli._output import RichProgress, err_console, native_stderr_diverted, out_console
 
 
 def demo(
@@ -25,6 +25,7 @@ def demo(
     simulated boards (edgekit daemons) against an embedded broker and a collector, and write the
     fleet report. Needs edgekit[all]; nothing is downloaded."""
     from edgekit.demo import run_demo
+    from edgekit.fleet_report import print_summary
 
     console = err_console()
 
@@ -44,4 +45,5 @@ def demo(
         f"{result.devices} boards sent {result.reports_sent} reports; the collector stored "
         f"{result.reports_stored} in {result.database}"
     )
+    print_summary(result.figures, out_console())
     typer.echo(f"report: {result.report.resolve()}")

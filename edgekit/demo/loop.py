@@ -8,6 +8,7 @@ with a canary while they run, and write the fleet report.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from edgekit.progress import Progress, SilentProgress
 
 if TYPE_CHECKING:
     from edgekit.collector import FleetSnapshot
+    from edgekit.fleet_report import FleetFigures
 
 PROFILES = ("rpi4", "jetson-nano")
 
@@ -37,6 +39,7 @@ class DemoResult:
     devices: int
     reports_sent: int
     reports_stored: int
+    figures: FleetFigures
 
 
 def run_demo(
@@ -59,6 +62,9 @@ def run_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     if any(out_dir.iterdir()) and not (out_dir / "demo-model.keras").exists():
         raise EdgekitError(f"{out_dir} is not empty and holds no earlier demo; pick another --out")
+    if _clear_earlier_run(out_dir):
+        say(f"{out_dir} held an earlier demo: starting afresh (its database, outboxes, logs "
+            "and report removed)")  # fmt: skip
     _train(out_dir, epochs=epochs, progress=progress)
     bundles = [_build(out_dir, name, progress=progress, say=say) for name in PROFILES]
     boards = [
@@ -83,7 +89,28 @@ def run_demo(
     figures = fleet_figures(_snapshot(database))
     report = write_report(figures, out_dir / "report.html", ReportFormat.HTML,
                           source=f"sqlite:///{database}")  # fmt: skip
-    return DemoResult(out_dir, tuple(bundles), database, report, len(boards), sent, stored)
+    return DemoResult(out_dir, tuple(bundles), database, report, len(boards), sent, stored,
+                      figures)  # fmt: skip
+
+
+# What a demo run leaves behind that a second run must not add to: a second demo's report shows
+# its own boards' windows, not the sum of both runs.
+_RUN_OUTPUTS = ("edgekit.db", "edgekit.db-wal", "edgekit.db-shm", "report.html")
+_RUN_FOLDERS = ("outbox", "logs")
+
+
+def _clear_earlier_run(out_dir: Path) -> bool:
+    """Remove an earlier run's database, outboxes, logs and report; True if there were any."""
+    found = False
+    for name in _RUN_OUTPUTS:
+        if (out_dir / name).exists():
+            (out_dir / name).unlink()
+            found = True
+    for name in _RUN_FOLDERS:
+        if (out_dir / name).is_dir():
+            shutil.rmtree(out_dir / name)
+            found = True
+    return found
 
 
 def _train(out_dir: Path, *, epochs: int, progress: Progress) -> None:

@@ -1,0 +1,140 @@
+"""Drift end to end: a real bundle with its reference, real daemons fed watched inputs over a
+real Mosquitto into a real collector, and the fleet report flagging the boards that drift."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgekit_testing import EDGEKIT
+
+from edgekit import eval_sample
+from edgekit._wait import wait_until
+from edgekit.collector import Collector, Store, collector_settings
+from edgekit.converters.drift_reference import drift_reference
+from edgekit.converters.validate import outputs_of
+from edgekit.datasets import LabelledData
+from edgekit.drift import merge, summarize
+from edgekit.fleet_report import fleet_figures
+from edgekit.manifest import Manifest
+
+BACKENDS = {"onnx": "onnxruntime", "tflite": "litert"}
+REPORTS = 3
+
+
+@pytest.fixture(scope="module")
+def drift_bundle(jetson_build, tmp_path_factory) -> Path:
+    """The jetson-nano bundle with each artifact's drift reference in its manifest, computed as
+    the build computes it (the artifact's outputs on the eval sample, one sample at a time)."""
+    bundle = tmp_path_factory.mktemp("drift") / "bundle"
+    shutil.copytree(jetson_build[1], bundle)
+    manifest = Manifest.model_validate_json((bundle / "manifest.json").read_text())
+    # The inputs as the board decodes them from the eval sample (what it will summarise).
+    with np.load(bundle / "eval_sample.npz") as npz:
+        data = LabelledData.of(eval_sample.decode(npz, "x"), npz["y"])
+    artifacts = []
+    for art in manifest.artifacts:
+        outputs = outputs_of((bundle / art.file).read_bytes(), data,
+                             backend=BACKENDS[art.format], batch_size=1)  # fmt: skip
+        reference = drift_reference(data.xs, outputs, specs=art.inputs)
+        artifacts.append(art.model_copy(update={"drift_reference": reference}))
+    updated = manifest.model_copy(update={"artifacts": tuple(artifacts)})
+    (bundle / "manifest.json").write_text(updated.to_json())
+    return bundle
+
+
+def _watch_folder(folder: Path, x: np.ndarray) -> Path:
+    folder.mkdir()
+    np.save(folder / "batch.npy", x.astype(np.float32))
+    past = time.time() - 5  # settled: the daemon takes it at its first look
+    os.utime(folder / "batch.npy", (past, past))
+    return folder
+
+
+def _daemon(bundle: Path, url: str, device: str, watch: Path, tmp: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [EDGEKIT, "daemon", str(bundle), "--broker", url, "--device-id", device,
+         "--outbox", str(tmp / f"{device}.outbox"), "--window", "20", "--interval", "0.3",
+         "--reports", str(REPORTS), "--watch", str(watch),
+         "--watch-out", str(tmp / f"{device}.out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_shifted_boards_are_flagged_and_the_steady_one_is_not(
+    drift_bundle, fashion_cnn, mqtt_broker, tmp_path
+):
+    held_out = np.load(fashion_cnn.eval)
+    x = held_out["x"][1000:1240]
+    inputs = {
+        "steady": x[:120],  # the same population as the eval sample
+        "brighter": np.clip(x[120:] * 0.6 + 0.4, 0.0, 1.0),  # brightness up, contrast down
+        "two-classes": held_out["x"][np.isin(held_out["y"], (0, 1))][:60],  # another class mix
+    }
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    settings = collector_settings(mqtt_broker.url, client_id="drift-collector")
+    with Store(url) as store, Collector(settings, store):
+        folders = {device: _watch_folder(tmp_path / device, xs) for device, xs in inputs.items()}
+        boards = [
+            _daemon(drift_bundle, mqtt_broker.url, device, folder, tmp_path)
+            for device, folder in folders.items()
+        ]
+        for board in boards:
+            _, err = board.communicate(timeout=120)
+            assert board.returncode == 0, err
+        wait_until(
+            lambda: len(store.message_ids()) == REPORTS * len(boards),
+            timeout_s=30,
+            what="every report stored",
+        )
+        figures = fleet_figures(store.snapshot())
+
+    watched = {d.device_id: d for d in figures.drift if d.source == "watch"}
+    assert {d: s.samples for d, s in watched.items()} == {"steady": 120, "brighter": 120,
+                                                          "two-classes": 60}  # fmt: skip
+    assert {d for d, s in watched.items() if s.flagged} == {"brighter", "two-classes"}
+    assert not watched["steady"].flagged, watched["steady"].reason
+    assert watched["steady"].psi < watched["steady"].threshold
+    assert watched["brighter"].mean_shift > 0.5
+    assert watched["two-classes"].psi_classes > watched["two-classes"].threshold
+    # On its own eval sample every board says what the build said: no eval-sample drift.
+    evals = [d for d in figures.drift if d.source == "eval"]
+    assert len(evals) == 3
+    assert all(not d.flagged and d.psi < 0.05 for d in evals), [(d.device_id, d.psi) for d in evals]
+    assert {d.device_id for d in figures.devices if d.drifting} == {"brighter", "two-classes"}
+
+
+def test_the_board_and_the_build_summarise_alike(drift_bundle):
+    """The reference in the manifest is what a session on the board computes from the same
+    samples, and summaries of parts merge into the summary of the whole."""
+    from edgekit.runtime.drift import eval_pass
+    from edgekit.runtime.session import DeviceSession
+
+    session = DeviceSession.open(drift_bundle)
+    accuracy, summary = eval_pass(session)
+    assert summary == session.artifact.drift_reference
+    assert accuracy == session.accuracy()
+    sample = session.eval_sample()
+    assert sample is not None
+    outputs = session.predict(sample.xs)
+    halves = [summarize(sample.xs[0][s], outputs[s]) for s in (slice(0, 50), slice(50, None))]
+    whole = merge(halves)
+    assert whole.confidence == summary.confidence
+    assert whole.classes == summary.classes
+    assert whole.channel_mean == pytest.approx(summary.channel_mean)
+    assert whole.channel_std == pytest.approx(summary.channel_std)
+
+
+def test_reports_carry_the_drift_block(drift_bundle, tmp_path):
+    result = subprocess.run([EDGEKIT, "run", str(drift_bundle), "--runs", "20", "--json"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    drift = json.loads(result.stdout)["drift"]
+    assert drift["eval_sample"]["samples"] == drift["reference"]["samples"]
+    assert drift["watched"] is None
