@@ -8,6 +8,7 @@ the op, the opset or the feature.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,11 +56,57 @@ def onnx_module() -> Any:
     return require("onnx", extra="build")
 
 
+def external_data_files(path: Path) -> tuple[Path, ...]:
+    """The files beside ``path`` that hold its external-data tensors (``model.onnx.data``, as the
+    dynamo exporter writes), each checked to exist; ConversionError naming one that does not."""
+    onnx = onnx_module()
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise ConversionError(
+            f"{path} is not a valid ONNX file (truncated or not an ONNX protobuf): "
+            f"{first_line(exc)}"
+        ) from exc
+    tensors = list(proto.graph.initializer) + [
+        attr.t for node in proto.graph.node for attr in node.attribute if attr.HasField("t")
+    ]
+    names = dict.fromkeys(
+        entry.value
+        for tensor in tensors
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    )
+    files = []
+    for name in names:
+        file = (path.parent / name).resolve()
+        if path.parent.resolve() not in file.parents:
+            raise ConversionError(f"{path}: external data {name!r} points outside its folder")
+        if not file.is_file():
+            raise ConversionError(
+                f"{path}: its weights are in {name}, which is missing (expected at {file})"
+            )
+        files.append(file)
+    return tuple(files)
+
+
+def source_digest(path: Path) -> str:
+    """SHA-256 over the model file and every external-data file it reads, in order."""
+    digest = hashlib.sha256()
+    for file in (path, *external_data_files(path)):
+        digest.update(file.name.encode() + b"\0")
+        with file.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def load_onnx(path: Path) -> OnnxModel:
     """Read and check an ``.onnx`` file; raise ConversionError with the reason it cannot be used."""
     onnx = onnx_module()
     if not path.is_file():
         raise ConversionError(f"model not found: {path}")
+    external_data_files(path)  # a missing weights file is named, not "truncated protobuf"
     try:
         proto = onnx.load(str(path))
     except Exception as exc:  # protobuf DecodeError and friends

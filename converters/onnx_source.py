@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from edgekit.bundle import sha256_file
 from edgekit.converters.formats import Exporter
 from edgekit.converters.onnx_exporter import OnnxExporter
-from edgekit.converters.onnx_model import OnnxModel, fix_shapes, load_onnx
+from edgekit.converters.onnx_model import OnnxModel, fix_shapes, load_onnx, source_digest
 from edgekit.converters.prune import PruneOutcome, PruneSpec
 from edgekit.converters.prune_onnx import prune_onnx
 from edgekit.converters.source import SampleShapes, cannot_become
@@ -52,7 +51,7 @@ class OnnxSource:
 
     @classmethod
     def open(cls, path: Path, *, work_dir: Path) -> OnnxSource:
-        return cls(model=load_onnx(path), name=path.stem, sha256=sha256_file(path))
+        return cls(model=load_onnx(path), name=path.stem, sha256=source_digest(path))
 
     def refusal(self, fmt: ModelFormat) -> str | None:
         if fmt is ModelFormat.ONNX:
