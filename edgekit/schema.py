@@ -78,6 +78,10 @@ class BuildFigures(Frozen):
     samples: Annotated[int, Field(ge=1)] | None = None
     variant: Annotated[str, StringConstraints(max_length=64)] | None = None
     estimate_inputs: EstimateInputs | None = None
+    # One-sample p50 of this artifact and of its fp32 model on the build host, side by side:
+    # the fleet report says when what ships was slower there than fp32.
+    host_p50_ms: NonNegative | None = None
+    host_p50_fp32_ms: NonNegative | None = None
 
 
 class CandidateResult(Frozen):

@@ -204,6 +204,8 @@ class DeviceSession:
             model_bytes=m.sizes.model_bytes,
             variant=self.artifact.variant,
             estimate_inputs=m.estimate_inputs,
+            host_p50_ms=m.latency.host_p50_ms,
+            host_p50_fp32_ms=m.latency.host_p50_fp32_ms,
         )
 
 
