@@ -212,7 +212,7 @@ def test_structured_pruning_removes_channels_of_a_torch_module(rescnn, tmp_path)
                      train_data=rescnn.calibration, epochs=1)  # fmt: skip
     pruning = report.primary.pruning
     assert pruning is not None
-    removed = [c for c in pruning.channels if c.channels_after < c.channels_before]
+    removed = [c for c in pruning.channels if c.after < c.before]
     assert removed, pruning.channels
     assert pruning.macs_after < pruning.macs_before
     assert any("residual" in c.skipped or "add" in c.skipped for c in pruning.channels)
