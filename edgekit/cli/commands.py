@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "collect": ("edgekit.cli.collect", "collect", "Store what the boards report (MQTT or NATS)."),
     "report": ("edgekit.cli.report", "report", "Report on the fleet: HTML, Markdown, CSV, JSON."),
     "deploy": ("edgekit.cli.deploy", "deploy", "Roll a bundle out to boards in gated waves."),
-    "rollouts": ("edgekit.cli.deploy", "rollouts", "List rollouts and their gate figures."),
+    "rollouts": ("edgekit.cli.rollouts", "rollouts", "List rollouts and their gate figures."),
     "rollback": ("edgekit.cli.deploy", "rollback", "Send a rollout's boards back."),
     "serve-bundles": ("edgekit.cli.deploy", "serve_bundles", "Serve a bundle store over HTTP(S)."),
 }

@@ -1,9 +1,9 @@
-"""``edgekit deploy``, ``rollouts``, ``rollback`` and ``serve-bundles``: rolling bundles out.
+"""``edgekit deploy``, ``rollback`` and ``serve-bundles``: rolling bundles out.
 
     edgekit serve-bundles store/ --port 8080
     edgekit deploy bundle/ --devices 'rpi4-*' --store store/ --store-url http://host:8080 \
         --db sqlite:///fleet.db --broker mqtt://broker
-    edgekit rollouts --db sqlite:///fleet.db
+    edgekit rollouts --db sqlite:///fleet.db      (edgekit.cli.rollouts)
     edgekit rollback r1a2b3c4 --db sqlite:///fleet.db --broker mqtt://broker
 
 A thin shell around :mod:`edgekit.rollout`: options (flags, else ``EDGEKIT_*`` variables), the
@@ -23,11 +23,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from edgekit._env import env_var
 from edgekit.cli import _mqtt_options as mqtt_options
-from edgekit.cli._output import err_console, out_console
+from edgekit.cli._output import err_console
 from edgekit.errors import DeployError
 
 if TYPE_CHECKING:
@@ -218,56 +217,6 @@ def deploy(
     if ended.state is not RolloutState.SUCCEEDED:
         _say(f"rollout {rollout_id} {ended.state.value.replace('_', ' ')}: {ended.reason}")
         raise typer.Exit(1)
-
-
-def rollouts(
-    db: Db = "sqlite:///edgekit.db",
-    limit: Annotated[int, typer.Option(min=1, help="How many of the latest rollouts.")] = 20,
-) -> None:
-    """List rollouts, newest first: state, boards, and each wave's gate figures."""
-    from edgekit.collector.engine import open_database
-    from edgekit.collector.rollout_queries import rollout_timeline
-
-    database = open_database(db, create=False, timeout_s=10.0)
-    try:
-        with database.guard("reading rollouts"), database.engine.connect() as conn:
-            views = rollout_timeline(conn, limit=limit)
-    finally:
-        database.close()
-    console = out_console()
-    if not views:
-        console.print(f"no rollouts in {database.display_url}", highlight=False)
-    for view in views:
-        states = ", ".join(f"{n} {state}" for state, n in view.target_states.items())
-        console.print(
-            f"{view.rollout_id}  {view.state:<12} {view.bundle_id} ({view.profile}) "
-            f"{view.selector}, {view.targets} board(s): {states}; created "
-            f"{view.created_at:%Y-%m-%d %H:%M:%S}Z"
-            + (f"; {escape(view.reason)}" if view.reason else ""),
-            highlight=False,
-            soft_wrap=True,
-        )
-        for wave in view.waves:
-            console.print(f"  {_wave_line(wave)}", highlight=False, soft_wrap=True, markup=False)
-
-
-def _wave_line(wave: object) -> str:
-    from edgekit.collector.rollout_queries import WaveView
-
-    assert isinstance(wave, WaveView)
-    head = f"wave {wave.label:<7} {wave.size:>3} board(s) {wave.state:<8}"
-    if wave.verdict is None:
-        return head
-    ratios = [b.p50_ratio for b in wave.boards if b.p50_ratio is not None]
-    accuracy = [b.accuracy_new for b in wave.boards if b.accuracy_new is not None]
-    figures = (
-        f"p50 ratio {min(ratios):.2f}-{max(ratios):.2f} (limit {wave.verdict.p50_ratio_limit:g})"
-        if ratios
-        else "no p50 ratio"
-    )
-    if accuracy:
-        figures += f", accuracy {min(accuracy):.1f}-{max(accuracy):.1f}%"
-    return f"{head} {figures}, {wave.verdict.windows} window(s) each: {wave.verdict.reason}"
 
 
 def rollback(

@@ -10,5 +10,9 @@ controller sends each wave's boards their desired state on their retained deploy
 stores from the new bundle, and judges each wave by its gate (:mod:`edgekit.rollout.gate`); a
 failed gate sends the boards back to their previous bundle.
 
-Importing this package imports nothing heavy; the modules need ``edgekit[collector]``.
+Needs ``edgekit[collector]`` (SQLAlchemy; paho-mqtt once a controller connects).
 """
+
+from edgekit._optional import require
+
+require("sqlalchemy", extra="collector", package="SQLAlchemy")

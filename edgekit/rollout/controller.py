@@ -150,7 +150,7 @@ class RolloutController:
             RolloutState.RUNNING,
             RolloutState.SUCCEEDED,
         ):
-            self.db.set_state(self.lease, RolloutState.ROLLING_BACK, "rolled back by hand")
+            self.db.set_state(self.lease, RolloutState.ROLLING_BACK, reason="rolled back by hand")
             self._say(f"rollout {self.rollout_id}: rolling back, as asked")
             rollout = self._rollout()
         if rollout.state is RolloutState.RUNNING:
@@ -165,7 +165,9 @@ class RolloutController:
         waves = self.db.waves(self.rollout_id)
         wave = next((w for w in waves if w.state is not WaveState.PASSED), None)
         if wave is None:
-            self.db.set_state(self.lease, RolloutState.SUCCEEDED, f"{len(waves)} wave(s) passed")
+            self.db.set_state(
+                self.lease, RolloutState.SUCCEEDED, reason=f"{len(waves)} wave(s) passed"
+            )
             self._say(f"rollout {self.rollout_id}: succeeded, every wave passed its gate")
         elif wave.state is WaveState.PENDING:
             self._send_wave(rollout, wave)
@@ -254,7 +256,7 @@ class RolloutController:
             return
         final = RolloutState.ROLLED_BACK if self._ran(rollout, sent) else RolloutState.FAILED
         unconfirmed = f"; {left} board(s) did not report from their previous bundle" if left else ""
-        self.db.set_state(self.lease, final, rollout.reason + unconfirmed)
+        self.db.set_state(self.lease, final, reason=rollout.reason + unconfirmed)
         self._say(
             f"rollout {self.rollout_id}: {final.value.replace('_', ' ')}: "
             f"{rollout.reason}{unconfirmed}"

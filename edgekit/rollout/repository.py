@@ -236,7 +236,7 @@ class RolloutDb:
             )
 
     def set_state(
-        self, lease: tuple[str, str, float], state: RolloutState, reason: str | None = None
+        self, lease: tuple[str, str, float], state: RolloutState, *, reason: str | None = None
     ) -> None:
         """Move the rollout to ``state`` (final states record when)."""
         with self._writing("changing the rollout's state", lease) as conn:
