@@ -20,6 +20,7 @@ from edgekit.converters.onnx_runtime_graph import (
     RuntimeIndex,
     optimized_graph,
 )
+from edgekit.converters.onnx_shapes import tensor_shapes
 from edgekit.errors import ConversionError
 
 _CONVERSION = CONVERSIONS
@@ -42,9 +43,9 @@ def inspect_onnx(content: bytes, *, optimization: str = "all") -> ModelStats:
     numpy_helper = require("onnx.numpy_helper", extra="build")
     try:
         proto = onnx.load_model_from_string(content)
-        proto = onnx.shape_inference.infer_shapes(proto)
     except Exception as exc:
         raise ConversionError(f"not a readable ONNX model: {first_line(exc)}") from exc
+    proto, shapes, types = tensor_shapes(proto)
     graph = proto.graph
     constants: dict[str, np.ndarray] = {
         init.name: numpy_helper.to_array(init) for init in graph.initializer
@@ -54,7 +55,6 @@ def inspect_onnx(content: bytes, *, optimization: str = "all") -> ModelStats:
             for attr in node.attribute:
                 if attr.name == "value":
                     constants[node.output[0]] = numpy_helper.to_array(attr.t)
-    shapes, types = _value_infos(graph)
     producer = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
@@ -115,24 +115,6 @@ def inspect_onnx(content: bytes, *, optimization: str = "all") -> ModelStats:
         weights=tuple(weights),
         uncounted_ops=uncounted,
     )
-
-
-def _value_infos(graph: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-    types: dict[str, int] = {}
-    for value in (*graph.input, *graph.value_info, *graph.output):
-        tensor = value.type.tensor_type
-        types[value.name] = tensor.elem_type
-        if tensor.HasField("shape"):
-            # Dynamic axes (the batch, mostly) count as 1: figures are per inference of one sample.
-            shapes[value.name] = tuple(
-                d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
-                for d in tensor.shape.dim
-            )
-    for init in graph.initializer:
-        shapes[init.name] = tuple(init.dims)
-        types[init.name] = init.data_type
-    return shapes, types
 
 
 def _precision(

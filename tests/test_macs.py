@@ -78,3 +78,42 @@ def test_a_loop_is_named_as_uncounted():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     stats = inspect_onnx(model.SerializeToString())
     assert stats.uncounted_ops == ("Loop",)
+
+
+def test_a_vit_counts_the_same_macs_from_both_torch_exporters(tmp_path):
+    """The dynamo and the TorchScript exports of one small ViT, with a dynamic batch axis,
+    count the hand-counted MACs (TorchScript computes attention's reshapes at run time)."""
+    torch = pytest.importorskip("torch")
+
+    class ViT(torch.nn.Module):
+        def __init__(self, dim: int = 32, heads: int = 4, patch: int = 4) -> None:
+            super().__init__()
+            self.embed = torch.nn.Conv2d(1, dim, patch, patch)
+            self.pos = torch.nn.Parameter(torch.zeros(1, (28 // patch) ** 2, dim))
+            self.encoder = torch.nn.TransformerEncoderLayer(
+                dim, heads, dim * 2, batch_first=True, dropout=0.0, activation="gelu"
+            )
+            self.head = torch.nn.Linear(dim, 10)
+
+        def forward(self, x):
+            tokens = self.embed(x).flatten(2).transpose(1, 2) + self.pos
+            return self.head(self.encoder(tokens).mean(1))
+
+    model = ViT().eval()
+    dynamo, script = tmp_path / "dynamo.onnx", tmp_path / "script.onnx"
+    batch = torch.export.Dim("batch")
+    torch.onnx.export(model, (torch.zeros(2, 1, 28, 28),), str(dynamo), dynamo=True,
+                      external_data=False, dynamic_shapes=({0: batch},))  # fmt: skip
+    torch.onnx.export(model, (torch.zeros(1, 1, 28, 28),), str(script), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})  # fmt: skip
+    tokens, dim = 49, 32
+    hand = (
+        tokens * dim * 16  # patch embedding: 4x4 patches, one channel
+        + tokens * dim * 3 * dim  # q, k, v projections
+        + 2 * tokens * tokens * dim  # q k^T and attention x v, over all heads
+        + tokens * dim * dim  # output projection
+        + 2 * tokens * dim * 2 * dim  # feed-forward, up and down
+        + dim * 10  # classifier head
+    )
+    assert inspect_onnx(dynamo.read_bytes()).macs == hand
+    assert inspect_onnx(script.read_bytes()).macs == hand
