@@ -78,7 +78,7 @@ def _ran(pinned: Any, types: dict[str, int]) -> dict[str, tuple[int, ...]]:
     try:
         session = ort.InferenceSession(probe.SerializeToString(), options,
                                        providers=["CPUExecutionProvider"])  # fmt: skip
-        feed = {
+        feed: dict[str, np.ndarray] = {
             i.name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape],
                              dtype=_NUMPY.get(types.get(i.name, 1), np.float32))
             for i in session.get_inputs()
