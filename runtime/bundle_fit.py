@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tarfile
+import zlib
 from pathlib import Path
 
 from edgekit.bundle import MANIFEST_NAME, MAX_MANIFEST_BYTES
@@ -21,20 +22,36 @@ class DoesNotFit(BundleError):
     """The bundle is larger than the board's budgets or than what it has free."""
 
 
-def manifest_in_archive(archive: Path) -> bytes:
-    """The bytes of ``<folder>/manifest.json`` in a bundle archive, without unpacking the rest."""
+def manifest_in_archive(archive: Path) -> tuple[bytes, int]:
+    """The bytes of ``<folder>/manifest.json`` in a bundle archive and what all its members would
+    take unpacked, read from the headers without writing anything."""
+    found: bytes | None = None
+    total = 0
     try:
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
+                total += max(0, member.size)
                 parts = Path(member.name).parts
                 if len(parts) == 2 and parts[1] == MANIFEST_NAME and member.isfile():
                     if member.size > MAX_MANIFEST_BYTES:
                         raise BundleError(f"{archive}: manifest larger than {MAX_MANIFEST_BYTES}")
                     extracted = tar.extractfile(member)
-                    return extracted.read() if extracted is not None else b""
-    except (tarfile.TarError, OSError, EOFError) as exc:
+                    found = extracted.read() if extracted is not None else b""
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BundleError(f"cannot read the bundle archive {archive}: {exc}") from exc
-    raise BundleError(f"{archive} holds no {MANIFEST_NAME} in its folder")
+    if found is None:
+        raise BundleError(f"{archive} holds no {MANIFEST_NAME} in its folder")
+    return found, total
+
+
+def check_unpacked(manifest: Manifest, manifest_bytes: int, archive_bytes: int) -> None:
+    """DoesNotFit unless the archive unpacks to what the manifest lists (plus the manifest and
+    its signature): nothing is written for a file that would be refused, or for a gzip bomb."""
+    listed = sum(entry.size for entry in manifest.files.values()) + manifest_bytes
+    if archive_bytes > listed + MAX_MANIFEST_BYTES:
+        raise DoesNotFit(
+            f"the archive unpacks to {archive_bytes} bytes, its manifest lists {listed}"
+        )
 
 
 def check_fit(manifest: Manifest, budgets: FitBudgets | None, *, disk: Path) -> None:

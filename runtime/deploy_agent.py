@@ -33,7 +33,12 @@ from edgekit.deploy_wire import (
 from edgekit.errors import BundleError, BundleIntegrityError, DeployError, EdgekitError
 from edgekit.manifest import Manifest
 from edgekit.runtime.bundle_fetch import FetchInterrupted, fetch_archive
-from edgekit.runtime.bundle_fit import check_disk_for, check_fit, manifest_in_archive
+from edgekit.runtime.bundle_fit import (
+    check_disk_for,
+    check_fit,
+    check_unpacked,
+    manifest_in_archive,
+)
 from edgekit.runtime.bundle_slots import CURRENT, BundleSlots, Step
 from edgekit.runtime.deploy_state import DeployState, Handled, Trial, load_state, save_state
 from edgekit.runtime.outbox import Outbox
@@ -271,15 +276,18 @@ class DeployAgent:
 
 
 def _manifest_of(archive: Path, digest: str) -> Manifest:
-    """The archive's manifest, read before anything is unpacked, checked against ``digest``."""
-    raw = manifest_in_archive(archive)
+    """The archive's manifest, read before anything is unpacked, checked against ``digest``
+    and against what the archive would unpack to."""
+    raw, unpacked = manifest_in_archive(archive)
     if hashlib.sha256(raw).hexdigest() != digest:
         raise BundleIntegrityError(
             f"the archive's manifest.json is not the bundle {digest[:16]}... that was announced"
         )
     try:
-        return Manifest.model_validate_json(raw)
+        manifest = Manifest.model_validate_json(raw)
     except ValidationError as exc:
         raise BundleError(
             f"the archive's manifest.json is not valid: {exc.error_count()} error(s)"
         ) from exc
+    check_unpacked(manifest, len(raw), unpacked)
+    return manifest

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import shutil
 import threading
 
 import pytest
@@ -175,3 +176,22 @@ def test_store_errors_are_one_clear_sentence(tmp_path, store):
         fetch_archive(f"{server.url}/{'1' * 64}.tar.gz", part, size=10, sha256="0" * 64)
     with pytest.raises(DeployError, match="not a directory"):
         BundleServer(tmp_path / "no-such-store")
+
+
+def test_an_archive_unpacking_to_more_than_its_manifest_lists_is_refused_unread(bundles, tmp_path):
+    """A bundle folder with a file the manifest does not list (here 32 MB of zeros, a few KB
+    gzipped): the board sees it from the archive's headers, before writing anything."""
+    from edgekit.bundle import read_manifest
+    from edgekit.runtime.bundle_fit import DoesNotFit, check_unpacked, manifest_in_archive
+
+    padded = tmp_path / "padded"
+    shutil.copytree(bundles.a, padded)
+    (padded / "padding.bin").write_bytes(bytes(32 * 2**20))
+    archive = archive_bundle(padded, tmp_path / "padded.tar.gz")
+    assert archive.stat().st_size < 2**20
+    raw, unpacked = manifest_in_archive(archive)
+    assert raw == (bundles.a / "manifest.json").read_bytes()
+    with pytest.raises(DoesNotFit, match="unpacks to"):
+        check_unpacked(read_manifest(bundles.a), len(raw), unpacked)
+    whole = archive_bundle(bundles.a, tmp_path / "a.tar.gz")
+    check_unpacked(read_manifest(bundles.a), len(raw), manifest_in_archive(whole)[1])

@@ -27,7 +27,13 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from edgekit.collector.rollout_tables import EventRow
-from edgekit.deploy_wire import DeployAction, DeployCommand, DeploymentPhase
+from edgekit.deploy_wire import (
+    DeployAction,
+    DeployCommand,
+    DeploymentEvent,
+    DeploymentPhase,
+    RejectedMessage,
+)
 from edgekit.errors import DeployError
 from edgekit.mqtt import BrokerSettings
 from edgekit.rollout.evidence import evidence, offline_devices, reported_since
@@ -142,7 +148,13 @@ class RolloutController:
             self.db.renew(*self.lease)
             self._renewed = time.monotonic()
         assert self._messenger is not None
-        mine = [e for e in self._messenger.events() if e.rollout_id == self.rollout_id]
+        arrived = self._messenger.events()
+        for refused in (m for m in arrived if isinstance(m, RejectedMessage)):
+            # Said, not stored: a forged or garbled message says nothing about a board.
+            self._say(f"ignored a message on {refused.topic}: {refused.reason}")
+        mine = [
+            e for e in arrived if isinstance(e, DeploymentEvent) and e.rollout_id == self.rollout_id
+        ]
         if mine:
             self.db.record_events(self.rollout_id, mine)
         rollout = self._rollout()

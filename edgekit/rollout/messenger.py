@@ -53,8 +53,7 @@ class Messenger:
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
         self.prefix = settings.session.prefix
-        self.rejected: list[RejectedMessage] = []
-        self._events: queue.Queue[DeploymentEvent] = queue.Queue()
+        self._events: queue.Queue[DeploymentEvent | RejectedMessage] = queue.Queue()
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._acks: dict[int, Any] = {}
@@ -101,9 +100,9 @@ class Messenger:
         topic = deploy_topic(command.device_id, self.prefix)
         self._publish(topic, command.to_json(), timeout_s=timeout_s)
 
-    def events(self) -> list[DeploymentEvent]:
-        """The events that arrived since the last call."""
-        found = []
+    def events(self) -> list[DeploymentEvent | RejectedMessage]:
+        """The events (and the messages refused as not being one) since the last call."""
+        found: list[DeploymentEvent | RejectedMessage] = []
         while True:
             try:
                 found.append(self._events.get_nowait())
@@ -145,11 +144,7 @@ class Messenger:
         self._subscribed.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        got = classify_event(message.topic, bytes(message.payload), prefix=self.prefix)
-        if isinstance(got, RejectedMessage):
-            self.rejected.append(got)
-        else:
-            self._events.put(got)
+        self._events.put(classify_event(message.topic, bytes(message.payload), prefix=self.prefix))
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any):
         with self._acked:
