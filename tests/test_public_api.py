@@ -24,8 +24,10 @@ def test_all_is_sorted_and_is_exactly_the_public_names():
 
 
 def test_the_entry_points_a_python_user_calls_are_public():
-    entry_points = ("build", "BuildRequest", "BuildReport", "DeviceSession", "serve", "Store",
-                    "verify_bundle", "load_profile", "Manifest", "Report", "parse_report")  # fmt: skip
+    entry_points = (
+        "build", "BuildRequest", "BuildReport", "DeviceSession", "serve", "Store",
+        "verify_bundle", "load_profile", "Manifest", "Report", "parse_report",
+    )  # fmt: skip
     for name in entry_points:
         assert name in edgekit.__all__, name
     assert callable(edgekit.build)
