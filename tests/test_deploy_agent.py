@@ -9,6 +9,7 @@ budgets and signature requirements are checked before anything is unpacked.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import time
@@ -166,7 +167,8 @@ def test_a_bundle_that_fails_to_load_is_rolled_back_by_the_board(bundles, mqtt_b
             mqtt_broker.host, mqtt_broker.port, deploy_topic("pi-rb"), command.to_json()
         )
         seen = _events_until(events, {"failed", "healthy", "rolled_back"}, timeout=60)
-        assert [e.phase.value for e in seen] == [
+        # (downloading comes once per 25% reached: once or more for a small archive)
+        assert [phase for phase, _ in itertools.groupby(e.phase.value for e in seen)] == [
             "received",
             "downloading",
             "verified",
