@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from edgekit.collector.snapshot import Cell, DeviceBundleRow
+from edgekit.collector.snapshot import Cell, DeviceBundleRow, utc_time
 
 if TYPE_CHECKING:
     from edgekit.collector.snapshot import FleetSnapshot
@@ -36,9 +36,9 @@ class Totals:
     accuracy_samples: int = 0
     accuracy_metric: str | None = None
     workload_inputs: int = 0
-    first_at: datetime | None = None
-    last_at: datetime | None = None
-    last_received_at: datetime | None = None
+    first_s: float | None = None
+    last_s: float | None = None
+    received_s: float | None = None
     last_id: int = -1
     backend: str = ""
 
@@ -71,12 +71,63 @@ class Totals:
             self.accuracy_samples += c.accuracy_samples
             self.accuracy_metric = self.accuracy_metric or c.accuracy_metric
         self.workload_inputs += c.workload_inputs
-        self.first_at = c.first_at if self.first_at is None else min(self.first_at, c.first_at)
-        self.last_at = c.last_at if self.last_at is None else max(self.last_at, c.last_at)
-        if self.last_received_at is None or c.last_received_at > self.last_received_at:
-            self.last_received_at = c.last_received_at
+        self.first_s = c.first_s if self.first_s is None else min(self.first_s, c.first_s)
+        self.last_s = c.last_s if self.last_s is None else max(self.last_s, c.last_s)
+        if self.received_s is None or c.received_s > self.received_s:
+            self.received_s = c.received_s
         if c.last_id > self.last_id:
             self.last_id, self.backend = c.last_id, c.backend
+
+    @classmethod
+    def merged(cls, parts: Iterable[Totals]) -> Totals:
+        """The totals of every cell ``parts`` counted (exact: sums add, extremes combine)."""
+        totals = cls()
+        for part in parts:
+            totals.merge(part)
+        return totals
+
+    def merge(self, o: Totals) -> None:
+        """Count every cell ``o`` counted as well."""
+        if not o.windows:
+            return
+        self.windows += o.windows
+        self.sum_mean_ms += o.sum_mean_ms
+        self.sum_p50_ms += o.sum_p50_ms
+        self.sum_p50_sq += o.sum_p50_sq
+        self.sum_p90_ms += o.sum_p90_ms
+        self.sum_p99_ms += o.sum_p99_ms
+        self.min_p50_ms = min(self.min_p50_ms, o.min_p50_ms)
+        self.max_p99_ms = max(self.max_p99_ms, o.max_p99_ms)
+        self.sum_rss_mb += o.sum_rss_mb
+        self.max_rss_mb = max(self.max_rss_mb, o.max_rss_mb)
+        self.init_windows += o.init_windows
+        self.sum_init_ms += o.sum_init_ms
+        self.first_windows += o.first_windows
+        self.sum_first_ms += o.sum_first_ms
+        self.accuracy_weighted += o.accuracy_weighted
+        self.accuracy_samples += o.accuracy_samples
+        self.accuracy_metric = self.accuracy_metric or o.accuracy_metric
+        self.workload_inputs += o.workload_inputs
+        self.first_s = _least(self.first_s, o.first_s)
+        self.last_s = _most(self.last_s, o.last_s)
+        self.received_s = _most(self.received_s, o.received_s)
+        if o.last_id > self.last_id:
+            self.last_id, self.backend = o.last_id, o.backend
+
+    @property
+    def first_at(self) -> datetime | None:
+        """The first window's start."""
+        return None if self.first_s is None else utc_time(self.first_s)
+
+    @property
+    def last_at(self) -> datetime | None:
+        """The last window's start."""
+        return None if self.last_s is None else utc_time(self.last_s)
+
+    @property
+    def last_received_at(self) -> datetime | None:
+        """When the collector received the latest window."""
+        return None if self.received_s is None else utc_time(self.received_s)
 
     def mean(self, total: float) -> float:
         """``total`` over the windows counted."""
@@ -113,11 +164,29 @@ class Totals:
         return self.sum_first_ms / self.first_windows if self.first_windows else None
 
 
+def _least(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _most(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def pair_totals(cells: Iterable[Cell]) -> dict[tuple[str, str], Totals]:
+    """Per (device, bundle digest): its cells of every bucket added up."""
+    groups: dict[tuple[str, str], Totals] = {}
+    for cell in cells:
+        key = (cell.device_id, cell.bundle_digest)
+        totals = groups.get(key)
+        if totals is None:
+            groups[key] = totals = Totals()
+        totals.add(cell)
+    return groups
+
+
 def device_bundle_rows(snapshot: FleetSnapshot) -> tuple[DeviceBundleRow, ...]:
     """One row per device and bundle: its cells over every bucket added up."""
-    groups: dict[tuple[str, str], Totals] = {}
-    for cell in snapshot.cells:
-        groups.setdefault((cell.device_id, cell.bundle_digest), Totals()).add(cell)
+    groups = pair_totals(snapshot.cells)
     bundles = {b.bundle_digest: b for b in snapshot.bundles}
     rows = []
     for (device, digest), t in groups.items():

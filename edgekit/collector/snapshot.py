@@ -9,7 +9,7 @@ what a few thousand cells cost.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from edgekit.schema import Selection
@@ -61,9 +61,9 @@ class Cell:
     bundle_digest: str
     bucket: int
     windows: int
-    first_at: datetime
-    last_at: datetime
-    last_received_at: datetime
+    first_s: float  # first and last window start, last receipt: seconds since the epoch (UTC)
+    last_s: float
+    received_s: float
     last_id: int
     backend: str
     sum_mean_ms: float
@@ -83,6 +83,16 @@ class Cell:
     accuracy_weighted: float | None  # sum of value * samples
     accuracy_samples: int | None
     workload_inputs: int
+
+    @property
+    def first_at(self) -> datetime:
+        """The first window's start."""
+        return utc_time(self.first_s)
+
+
+def utc_time(seconds: float) -> datetime:
+    """Seconds since the epoch as a UTC timestamp."""
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,9 +140,8 @@ class Store:
         """Everything the fleet report shows (of the reports ``filters`` select), aggregated in
         the database, with trends over ``buckets`` time buckets."""
         with self._db.guard("reading the fleet"), self._db.engine.connect() as conn:
-            return queries.snapshot(
-                conn, rejected_limit=rejected_limit, filters=filters, buckets=buckets
-            )
+            return queries.snapshot(conn, rejected_limit=rejected_limit, filters=filters,
+                                    buckets=buckets, connect=self._db.engine.connect)  # fmt: skip
 
     def device_ids(self) -> list[str]:
         """Every stored device id, sorted."""

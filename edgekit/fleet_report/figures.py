@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from edgekit.collector.cells import pair_totals
 from edgekit.collector.snapshot import (
     BoardSelection,
     FleetSnapshot,
@@ -38,8 +39,9 @@ from edgekit.fleet_report.fleet import (
 from edgekit.fleet_report.hosts import Health
 from edgekit.fleet_report.series import Series, by_bundle
 
-# Devices beyond which each board's trend is drawn from pairs of buckets (half the points).
-_COARSE_DEVICES = 100
+# With more boards than this, each board's trend on the fleet page merges this many buckets per
+# point (a board's own page, --device, has every bucket): the page stays a few megabytes.
+_COARSE = ((500, 4), (100, 2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +133,14 @@ class FleetFigures:
 
 def fleet_figures(snapshot: FleetSnapshot) -> FleetFigures:
     """Derive the report's figures (health, host checks, trends, A/B, drift) from a snapshot."""
-    bundles = bundle_figures(snapshot)
+    totals = pair_totals(snapshot.cells)
+    bundles = bundle_figures(snapshot, totals)
     labels = {b.bundle_digest: b.label for b in bundles}
     drift = drift_scores(snapshot)
-    devices = device_figures(snapshot, labels, drift)
-    pairs = device_bundle_figures(snapshot, labels, {d.device_id: d for d in devices})
+    devices = device_figures(snapshot, totals, labels, drift)
+    pairs = device_bundle_figures(snapshot, totals, labels, {d.device_id: d for d in devices})
     axis = snapshot.axis
-    merge = 2 if len(devices) > _COARSE_DEVICES else 1
+    merge = next((m for limit, m in _COARSE if len(devices) > limit), 1)
     per_device: dict[str, list[Any]] = {}
     for cell in snapshot.cells:
         per_device.setdefault(cell.device_id, []).append(cell)

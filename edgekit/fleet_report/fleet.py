@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from edgekit.collector.cells import Totals
-from edgekit.collector.snapshot import Cell, FleetSnapshot
+from edgekit.collector.snapshot import Cell, FleetSnapshot, utc_time
 from edgekit.fleet_report.compare import Comparison, Pair, compare
 from edgekit.fleet_report.drift_view import DriftScore
 from edgekit.fleet_report.hosts import Health, HostMatch, health, host_match
 
+# Each (device, bundle digest) pair's windows added up over every bucket.
+Pairs = dict[tuple[str, str], Totals]
 # Bundles within this many points of a profile's most accurate are "as accurate".
 ACCURACY_TOLERANCE_PT = 1.0
 MAX_COMPARISONS = 12
@@ -164,22 +166,22 @@ def bundle_label(bundle_id: str, digest: str, profile: str) -> str:
     return f"{bundle_id} · {digest[:7]} · {profile}"
 
 
-def bundle_figures(snapshot: FleetSnapshot) -> tuple[BundleFigures, ...]:
+def bundle_figures(snapshot: FleetSnapshot, pairs: Pairs) -> tuple[BundleFigures, ...]:
     """Each bundle's build figures beside the fleet's measurements."""
     machines = {d.device_id: d.machine for d in snapshot.devices}
-    per_bundle: dict[str, list[Cell]] = {}
-    for cell in snapshot.cells:
-        per_bundle.setdefault(cell.bundle_digest, []).append(cell)
+    per_bundle: dict[str, list[tuple[str, Totals]]] = {}
+    for (device, digest), totals in pairs.items():
+        per_bundle.setdefault(digest, []).append((device, totals))
     out = []
     for b in snapshot.bundles:
-        cells = per_bundle.get(b.bundle_digest, [])
-        t = Totals.of(cells)
-        on_boards = Totals.of(
-            c for c in cells if host_match(machines.get(c.device_id), b.profile) is HostMatch.MATCH
+        mine = per_bundle.get(b.bundle_digest, [])
+        t = Totals.merged(totals for _, totals in mine)
+        on_boards = Totals.merged(
+            totals
+            for device, totals in mine
+            if host_match(machines.get(device), b.profile) is HostMatch.MATCH
         )
-        per_device: dict[str, Totals] = {}
-        for c in cells:
-            per_device.setdefault(c.device_id, Totals()).add(c)
+        per_device = dict(mine)
         measured = bool(t.windows)
         out.append(
             BundleFigures(
@@ -202,7 +204,7 @@ def bundle_figures(snapshot: FleetSnapshot) -> tuple[BundleFigures, ...]:
 
 
 def device_figures(
-    snapshot: FleetSnapshot, labels: dict[str, str], drift: Sequence[DriftScore]
+    snapshot: FleetSnapshot, pairs: Pairs, labels: dict[str, str], drift: Sequence[DriftScore]
 ) -> tuple[DeviceFigures, ...]:
     """Each board's health, host check and bundle history."""
     profiles = {b.bundle_digest: b.profile for b in snapshot.bundles}
@@ -212,13 +214,14 @@ def device_figures(
         per_device.setdefault(cell.device_id, []).append(cell)
     out = []
     for d in snapshot.devices:
-        cells = sorted(per_device.get(d.device_id, []), key=lambda c: (c.first_at, c.last_id))
-        t = Totals.of(cells)
+        cells = sorted(per_device.get(d.device_id, []), key=lambda c: (c.first_s, c.last_id))
+        digests = tuple(dict.fromkeys(c.bundle_digest for c in cells))
+        t = Totals.merged(pairs[(d.device_id, digest)] for digest in digests)
         interval = _interval(t)
         history = _history(cells, labels)
         current = history[-1].bundle_digest if history else None
-        now_on = Totals.of(c for c in cells if c.bundle_digest == current)
-        mine = tuple(dict.fromkeys(profiles[c.bundle_digest] for c in cells))
+        now_on = pairs.get((d.device_id, current or ""), Totals())
+        mine = tuple(dict.fromkeys(profiles[digest] for digest in digests))
         matches = [host_match(d.machine, p) for p in mine]
         worst = next((m for m in (HostMatch.SIMULATED, HostMatch.MISMATCHED) if m in matches),
                      HostMatch.MATCH if matches and all(m is HostMatch.MATCH for m in matches)
@@ -240,13 +243,11 @@ def device_figures(
 
 
 def device_bundle_figures(
-    snapshot: FleetSnapshot, labels: dict[str, str], devices: dict[str, DeviceFigures]
+    snapshot: FleetSnapshot, pairs: Pairs, labels: dict[str, str], devices: dict[str, DeviceFigures]
 ) -> tuple[DeviceBundleFigures, ...]:
     """Each board on each bundle, with accuracy against the build and latency against its
     estimate."""
-    groups: dict[tuple[str, str], Totals] = {}
-    for cell in snapshot.cells:
-        groups.setdefault((cell.device_id, cell.bundle_digest), Totals()).add(cell)
+    groups = pairs
     bundles = {b.bundle_digest: b for b in snapshot.bundles}
     out = []
     for (device, digest), t in sorted(groups.items()):
@@ -363,22 +364,28 @@ def _pair(a: DeviceBundleFigures, b: DeviceBundleFigures) -> Pair:
 
 
 def _history(cells: list[Cell], labels: dict[str, str]) -> tuple[Span, ...]:
-    spans: list[Span] = []
-    for c in cells:
-        last = spans[-1] if spans else None
-        if last is not None and last.bundle_digest == c.bundle_digest:
-            spans[-1] = Span(last.bundle_digest, last.label, last.first_at,
-                             max(last.last_at, c.last_at), last.windows + c.windows)  # fmt: skip
+    runs: list[list[Cell]] = []
+    for c in cells:  # in time order: a run of one bundle lasts until the board changes bundle
+        if runs and runs[-1][0].bundle_digest == c.bundle_digest:
+            runs[-1].append(c)
         else:
-            spans.append(Span(c.bundle_digest, labels[c.bundle_digest], c.first_at, c.last_at,
-                              c.windows))  # fmt: skip
-    return tuple(spans)
+            runs.append([c])
+    return tuple(
+        Span(
+            run[0].bundle_digest,
+            labels[run[0].bundle_digest],
+            utc_time(min(c.first_s for c in run)),
+            utc_time(max(c.last_s for c in run)),
+            sum(c.windows for c in run),
+        )
+        for run in runs
+    )
 
 
 def _interval(t: Totals) -> timedelta | None:
-    if t.windows < 2 or t.first_at is None or t.last_at is None:
+    if t.windows < 2 or t.first_s is None or t.last_s is None:
         return None
-    return (t.last_at - t.first_at) / (t.windows - 1)
+    return timedelta(seconds=(t.last_s - t.first_s) / (t.windows - 1))
 
 
 def _ratio(measured: float | None, estimated: float | None) -> float | None:

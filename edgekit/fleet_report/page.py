@@ -2,7 +2,9 @@
 
 The page's plots are drawn by its own script from this document, so each number is written once
 (not once per Plotly figure), and a fleet of a thousand boards with a trend per board stays a few
-megabytes. The JSON export (``--out x.json``) carries the unrounded figures.
+megabytes: bundles are referred to by their position in ``bundles``, times by bucket index,
+drift references are listed once, and a series leaves out a figure no window measured. The JSON
+export (``--out x.json``) carries the unrounded figures.
 """
 
 from __future__ import annotations
@@ -10,15 +12,22 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from edgekit.fleet_report.figures import FleetFigures
 from edgekit.fleet_report.series import Series
 
+_SERIES_FIELDS = ("p50_ms", "p90_ms", "p99_ms", "max_p99_ms", "accuracy", "rss_mb", "init_ms",
+                  "first_ms")  # fmt: skip
+_SHORT = ("p50", "p90", "p99", "max99", "acc", "rss", "init", "first")
+
 
 def page_data(f: FleetFigures) -> str:
     """The page's JSON, safe to place inside a ``<script>`` element."""
     axis = f.axis
+    index = {b.bundle_digest: i for i, b in enumerate(f.bundles)}
+    references: dict[tuple[str, tuple[int, ...], tuple[int, ...]], int] = {}
     data = {
         "device": f.filters.device,
         "axis": None
@@ -29,13 +38,14 @@ def page_data(f: FleetFigures) -> str:
             "count": axis.count,
         },
         "bundles": [_bundle(b) for b in f.bundles],
-        "devices": [_device(d) for d in f.devices],
+        "devices": [_device(d, index) for d in f.devices],
         "series": {
-            "bundles": [_series(s) for s in f.bundle_series],
-            "devices": {d: [_series(s) for s in series] for d, series in f.device_series.items()},
+            "bundles": [_series(s, index) for s in f.bundle_series],
+            "devices": {d: [_series(s, index) for s in ss] for d, ss in f.device_series.items()},
         },
         "ab": [_comparison(c) for c in f.comparisons],
-        "drift": [_drift(d) for d in f.drift],
+        "drift": [_drift(d, index, references) for d in f.drift],
+        "refs": [{"conf": list(c), "cls": list(k)} for _, c, k in references],
     }
     text = json.dumps(data, separators=(",", ":"), allow_nan=False)
     # Inside <script>, "</" could end the element and "<!--" start a comment.
@@ -63,32 +73,32 @@ def _bundle(b: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _device(d: Any) -> dict[str, Any]:
+def _device(d: Any, index: dict[str, int]) -> dict[str, Any]:
     return {
         "id": d.device_id, "hostname": d.hostname, "machine": d.machine, "system": d.system,
         "health": d.health.value, "host": d.host.value, "status": d.last_status,
-        "status_at": _iso(d.status_at), "profiles": list(d.profiles), "current": d.current_bundle,
+        "status_at": _iso(d.status_at), "profiles": list(d.profiles),
+        "current": None if d.current_bundle is None else index[d.current_bundle],
         "p50": r4(d.p50_ms), "acc": r4(d.accuracy), "reports": d.reports,
         "last": _iso(d.last_report_at), "interval": r4(d.interval_s), "drift": d.drifting,
-        "history": [[s.bundle_digest, _iso(s.first_at), _iso(s.last_at), s.windows]
+        "history": [[index[s.bundle_digest], _iso(s.first_at), _iso(s.last_at), s.windows]
                     for s in d.history],
     }  # fmt: skip
 
 
-def _series(s: Series) -> dict[str, Any]:
-    return {
-        "d": s.bundle_digest,
-        "t": list(s.t_ms),
+def _series(s: Series, index: dict[str, int]) -> dict[str, Any]:
+    # Times as bucket numbers: the page puts point k at start + (k + 0.5) * width * merge.
+    out: dict[str, Any] = {
+        "b": index[s.bundle_digest],
+        "m": s.merge,
+        "k": list(s.buckets),
         "n": list(s.windows),
-        "p50": _r(s.p50_ms),
-        "p90": _r(s.p90_ms),
-        "p99": _r(s.p99_ms),
-        "max99": _r(s.max_p99_ms),
-        "acc": _r(s.accuracy),
-        "rss": _r(s.rss_mb),
-        "init": _r(s.init_ms),
-        "first": _r(s.first_ms),
     }
+    for name, short in zip(_SERIES_FIELDS, _SHORT, strict=True):
+        values = _r(getattr(s, name))
+        if any(v is not None for v in values):
+            out[short] = values
+    return out
 
 
 def _comparison(c: Any) -> dict[str, Any]:
@@ -103,13 +113,14 @@ def _comparison(c: Any) -> dict[str, Any]:
     }
 
 
-def _drift(d: Any) -> dict[str, Any]:
+def _drift(d: Any, index: dict[str, int], references: dict[Any, int]) -> dict[str, Any]:
+    key = (f"{d.bundle_digest}/{d.artifact}", d.reference_confidence, d.reference_classes)
+    ref = references.setdefault(key, len(references)) if d.reference_confidence else None
     return {
-        "device": d.device_id, "d": d.bundle_digest, "artifact": d.artifact,
+        "device": d.device_id, "b": index[d.bundle_digest], "artifact": d.artifact,
         "source": d.source, "samples": d.samples, "psi": r4(d.psi),
         "threshold": r4(d.threshold), "flagged": d.flagged, "reason": d.reason,
-        "conf": list(d.confidence), "ref_conf": list(d.reference_confidence),
-        "cls": list(d.classes), "ref_cls": list(d.reference_classes),
+        "conf": list(d.confidence), "cls": list(d.classes), "ref": ref,
         "series": [[k, r4(v), n] for k, v, n in d.series],
     }  # fmt: skip
 
@@ -118,5 +129,5 @@ def _r(values: Sequence[float | None]) -> list[float | None]:
     return [r4(v) for v in values]
 
 
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat()
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds")

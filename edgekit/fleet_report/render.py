@@ -48,6 +48,8 @@ CSV_COLUMNS = (
     "init_ms",
     "first_ms",
 )
+# Rows of the page's long tables (drift within noise, board selections): the rest is in JSON.
+TABLE_ROWS = 100
 _SOURCES = {"eval": "eval sample", "watch": "watched inputs"}
 
 
@@ -66,6 +68,8 @@ def render(figures: FleetFigures, fmt: ReportFormat, *, source: str) -> str:
         "min_windows": MIN_WINDOWS,
         "min_boards": MIN_BOARDS,
         "psi_large": PSI_LARGE,
+        "drift_rows": TABLE_ROWS,
+        "selection_rows": TABLE_ROWS,
     }
     if fmt is ReportFormat.HTML:
         context.update(

@@ -14,7 +14,9 @@ class Series:
     """One bundle's windows over time (of one board, or of the fleet), one point per bucket."""
 
     bundle_digest: str
-    t_ms: tuple[int, ...]  # middle of each bucket, ms since the epoch
+    merge: int  # the snapshot's buckets per point
+    buckets: tuple[int, ...]  # point i covers buckets buckets[i] * merge to (+ merge - 1)
+    t_ms: tuple[int, ...]  # middle of each point's buckets, ms since the epoch
     windows: tuple[int, ...]
     p50_ms: tuple[float, ...]
     p90_ms: tuple[float, ...]
@@ -37,6 +39,8 @@ def series(digest: str, cells: Iterable[Cell], axis: TimeAxis, *, merge: int = 1
     start_ms = axis.start.timestamp() * 1e3
     return Series(
         bundle_digest=digest,
+        merge=merge,
+        buckets=tuple(order),
         t_ms=tuple(round(start_ms + (b + 0.5) * width * 1e3) for b in order),
         windows=tuple(t.windows for t in rows),
         p50_ms=tuple(t.p50_ms for t in rows),
@@ -53,6 +57,6 @@ def series(digest: str, cells: Iterable[Cell], axis: TimeAxis, *, merge: int = 1
 def by_bundle(cells: Iterable[Cell], axis: TimeAxis, *, merge: int = 1) -> tuple[Series, ...]:
     """One series per bundle among ``cells``, in order of first appearance in time."""
     groups: dict[str, list[Cell]] = {}
-    for cell in sorted(cells, key=lambda c: (c.first_at, c.bundle_digest)):
+    for cell in sorted(cells, key=lambda c: (c.first_s, c.bundle_digest)):
         groups.setdefault(cell.bundle_digest, []).append(cell)
     return tuple(series(d, group, axis, merge=merge) for d, group in groups.items())

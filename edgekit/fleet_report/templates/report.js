@@ -3,6 +3,26 @@
 (function () {
   "use strict";
   const D = JSON.parse(document.getElementById("fleet-data").textContent);
+  // The document is compact (see page.py): bundles by index, times by bucket; expand it once.
+  const FIELDS = ["p50", "p90", "p99", "max99", "acc", "rss", "init", "first"];
+  function expand(s) {
+    s.d = D.bundles[s.b].d;
+    s.t = s.k.map((k) => D.axis.start + (k + 0.5) * D.axis.width * s.m);
+    for (const f of FIELDS) if (!s[f]) s[f] = s.k.map(() => null);
+    return s;
+  }
+  D.series.bundles.forEach(expand);
+  for (const list of Object.values(D.series.devices)) list.forEach(expand);
+  for (const d of D.devices) {
+    d.current = d.current === null ? null : D.bundles[d.current].d;
+    for (const h of d.history) h[0] = D.bundles[h[0]].d;
+  }
+  for (const x of D.drift) {
+    x.d = D.bundles[x.b].d;
+    const ref = x.ref === null ? { conf: [], cls: [] } : D.refs[x.ref];
+    x.ref_conf = ref.conf;
+    x.ref_cls = ref.cls;
+  }
   const CONFIG = { displaylogo: false, responsive: true };
   const COLORS = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#0a7b83", "#d1242f",
                   "#6e7781", "#953800", "#116329"];
