@@ -1,5 +1,6 @@
 """Writing the bundle: the shipped artifacts, the eval sample (:mod:`.sample_output`), the build
-report, and the manifest (signed when a key is given)."""
+report, files the target's tools or ``--emit`` made (:mod:`.c_array`), and the manifest (signed
+when a key is given)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 from edgekit._version import __version__
 from edgekit.bundle import write_bundle
 from edgekit.converters import report as rpt
+from edgekit.converters.c_array import emitted_files
 from edgekit.converters.choice import Choice
 from edgekit.converters.plan import Plan
 from edgekit.converters.sample_output import SampleOutput
 from edgekit.converters.source import Source
+from edgekit.converters.target_checks import target_files
 from edgekit.figures import AccuracyFigures
 from edgekit.manifest import (
     Artifact,
@@ -53,6 +56,9 @@ def write_output(
     files[REPORT_FILE] = report.to_json().encode()
     if sample is not None:
         files[EVAL_SAMPLE_FILE] = sample.content
+    for candidate in shipped:
+        files.update(target_files(candidate))
+    files.update(emitted_files(request.emit, shipped[0], profile=profile.name))
     figures_on_sample = sample.figures if sample is not None else (None,) * len(shipped)
     artifacts = tuple(
         Artifact(

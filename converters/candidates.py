@@ -19,6 +19,7 @@ from edgekit.converters.formats import ArtifactIO, Exporter, OpCost, Quantized, 
 from edgekit.converters.model_stats import ModelStats
 from edgekit.converters.plan import BuildData, Plan
 from edgekit.converters.prune import PruneOutcome
+from edgekit.converters.target_report import TargetRun
 from edgekit.converters.validate import Reference, accuracy_of
 from edgekit.figures import AccuracyFigures
 from edgekit.progress import Progress
@@ -69,6 +70,7 @@ class Candidate:
     # The per-op profile that named the ops a latency-aware candidate keeps float.
     latency_costs: tuple[OpCost, ...] = ()
     host: Timing | None = None  # one-sample latency on this machine, measured side by side
+    target: TargetRun | None = None  # the target's own tools on it (TFLM, Vela), when it has any
 
     @property
     def label(self) -> str:

@@ -17,14 +17,15 @@ from edgekit.converters.budgets import Check, check_budgets
 from edgekit.converters.candidates import Candidate
 from edgekit.converters.explore import float_allowed
 from edgekit.converters.plan import Plan
+from edgekit.converters.target_checks import TARGET_GATES, with_target
 from edgekit.vocab import CheckStatus, Quantization, SelectionSite
 
 # Medians closer than this fraction are a tie whatever the intervals say.
 TIE_FRACTION = 0.02
 # Checks that judge whether a candidate may ship at all (latency decides among those that may).
-_GATES = frozenset(
-    {"accuracy drop", "model size", "RAM (estimated)", "int8-only ops", "ops the board supports"}
-)
+_BUDGET_GATES = {"accuracy drop", "model size", "RAM (estimated)", "int8-only ops",
+                 "ops the board supports"}  # fmt: skip
+_GATES = frozenset(_BUDGET_GATES) | TARGET_GATES
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,10 @@ class Choice:
 
 
 def candidate_checks(plan: Plan, candidate: Candidate) -> tuple[Check, ...]:
-    """Every budget and op check of ``candidate``."""
+    """Every budget and op check of ``candidate``, the target tools' included."""
     acc, stats, content = candidate.accuracy, candidate.stats, candidate.content
     estimate = candidate.estimate
-    return check_budgets(
+    budgets = check_budgets(
         plan.profile,
         accuracy_drop_pt=None if acc is None else acc.drop_pt,
         accuracy_detail="" if acc is None else f"{acc.metric} on {acc.data} ({acc.samples})",
@@ -62,6 +63,7 @@ def candidate_checks(plan: Plan, candidate: Candidate) -> tuple[Check, ...]:
         float_ops=stats.float_ops,
         ops_present=tuple(sorted({op.op for op in stats.ops})),
     )
+    return with_target(budgets, candidate)
 
 
 def est_ram_mb(candidate: Candidate) -> float:

@@ -6,14 +6,16 @@ and when int8 misses the accuracy budget the layers that cost most stay float un
 the other candidates worth measuring (quantizer variants, fp32, the ops slower in int8 kept
 float) are built, all of them timed side by side on this machine, and the fastest within budget
 ships (or, where this machine cannot stand for the board, the best few by estimate, for the
-board to measure). The bundle is written only when what ships passes every budget, or the user
-says so.
+board to measure). Where the profile's target has tools of its own (TensorFlow Lite Micro, Arm's
+Vela, the Edge TPU compiler), they run on every candidate before the choice. The bundle is
+written only when what ships passes every budget, or the user says so.
 
 The steps live in modules named for them: :mod:`~edgekit.converters.plan` (request, formats,
 data), :mod:`~edgekit.converters.candidates` and :mod:`~edgekit.converters.selection` (a
 candidate, the accuracy fallback, the sparsity search), :mod:`~edgekit.converters.explore` (the
 other candidates, host latency, the latency-aware fallback), :mod:`~edgekit.converters.choice`
-(what ships and why), :mod:`~edgekit.converters.reporting` (the report) and
+(what ships and why), :mod:`~edgekit.converters.target_checks` (the target's tools),
+:mod:`~edgekit.converters.reporting` (the report) and
 :mod:`~edgekit.converters.bundle_output` (eval sample, manifest, signing).
 """
 
@@ -40,6 +42,7 @@ from edgekit.converters.reporting import assemble_report
 from edgekit.converters.sample_output import make_sample
 from edgekit.converters.selection import select
 from edgekit.converters.source_registry import open_source
+from edgekit.converters.target_checks import run_on_target
 from edgekit.converters.validate import Reference
 from edgekit.progress import Progress, SilentProgress
 from edgekit.vocab import BuildStatus
@@ -86,6 +89,7 @@ def build(request: BuildRequest, *, progress: Progress | None = None) -> BuildRe
             data_label=data_label,
             progress=progress,
         )
+        candidates = run_on_target(plan, candidates, reference=reference, progress=progress)
         choice = choose(plan, candidates)
         sample = None
         if reference.data is not None:

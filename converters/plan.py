@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgekit.converters.c_array import check_emit
 from edgekit.converters.formats import Exporter
 from edgekit.converters.prune import PruneSpec
 from edgekit.converters.source import SampleShapes, Source
@@ -16,7 +17,14 @@ from edgekit.datasets import LabelledData, load_data
 from edgekit.errors import ConversionError, DataError
 from edgekit.manifest import TensorSpec
 from edgekit.profiles import DeviceProfile
-from edgekit.vocab import ModelFormat, PixelRange, PruneKind, Quantization, SelectionSite
+from edgekit.vocab import (
+    EmitKind,
+    ModelFormat,
+    PixelRange,
+    PruneKind,
+    Quantization,
+    SelectionSite,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,8 @@ class BuildRequest:
     accuracy_fallback: bool | None = None
     # Ed25519 private key (PEM) to sign the manifest with.
     sign_key: Path | None = None
+    # Extra forms of the preferred artifact written into the bundle (C source and header).
+    emit: tuple[EmitKind, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,7 @@ def check_request(request: BuildRequest) -> Plan:
         raise DataError("--auto-sparsity needs pruning: pass --prune and --sparsity")
     if request.epochs < 1:
         raise DataError(f"--epochs must be at least 1, got {request.epochs}")
+    check_emit(profile, request.emit)
     return Plan(request=request, prune=spec)
 
 

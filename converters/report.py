@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
+from edgekit.converters.target_report import TargetReport
 from edgekit.figures import AccuracyFigures, EstimateInputs, LatencyFigures, SizeFigures
 from edgekit.manifest import ProfileRef
 from edgekit.values import Frozen
@@ -208,6 +209,9 @@ class ArtifactReport(Frozen):
     refused_ops: tuple[str, ...]
     checks: tuple[CheckRow, ...]
     warnings: tuple[str, ...]
+    # TensorFlow Lite Micro, Vela or the Edge TPU compiler on it, where the profile's target has
+    # them.
+    target: TargetReport | None = None
 
     @property
     def failed(self) -> list[str]:

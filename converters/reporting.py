@@ -17,6 +17,7 @@ from edgekit.converters.plan import Plan
 from edgekit.converters.sample_output import SampleOutput
 from edgekit.converters.selection import Selection
 from edgekit.converters.source import Source
+from edgekit.converters.target_checks import target_report
 from edgekit.figures import AccuracyFigures, LatencyFigures, SizeFigures
 from edgekit.manifest import ProfileRef
 from edgekit.profiles import DeviceProfile
@@ -128,6 +129,7 @@ def _artifact_report(
         refused_ops=candidate.artifact.refused_ops,
         checks=tuple(_check_row(c) for c in checks),
         warnings=candidate.warnings + mine,
+        target=target_report(candidate),
     )
 
 

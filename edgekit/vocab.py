@@ -141,6 +141,12 @@ class PixelRange(StrEnum):
     SYMMETRIC = "-1-1"  # x / 127.5 - 1
 
 
+class EmitKind(StrEnum):
+    """Extra forms of the shipped artifact ``edgekit build --emit`` writes into the bundle."""
+
+    C = "c"  # a C source and header: the .tflite as a const array, for firmware
+
+
 class ReportFormat(StrEnum):
     """Output formats of ``edgekit report``."""
 

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli._output import out_console
+from edgekit.cli._target_output import print_target
 from edgekit.converters.report import ArtifactReport, BuildReport
 from edgekit.vocab import CheckStatus
 
@@ -43,6 +44,7 @@ def _print_artifact(console: Console, art: ArtifactReport, profile: str, title: 
     console.print(_summary(art, profile, title))
     console.print(_op_table(art))
     console.print(_check_table(art))
+    print_target(console, art)
 
 
 def _summary(art: ArtifactReport, profile: str, title: str) -> Table:

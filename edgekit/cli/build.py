@@ -16,7 +16,7 @@ from edgekit.cli._output import (
     native_stderr_diverted,
     warning_line,
 )
-from edgekit.vocab import BuildStatus, PixelRange, PruneKind
+from edgekit.vocab import BuildStatus, EmitKind, PixelRange, PruneKind
 
 EXIT_OVER_BUDGET = 1
 # The logger edgekit.datasets says what it did to the user's data on (the images it resized).
@@ -155,6 +155,16 @@ def build(
             show_default=False,
         ),
     ] = None,
+    emit: Annotated[
+        list[EmitKind] | None,
+        typer.Option(
+            "--emit",
+            help="Also write the preferred .tflite in another form into the bundle: c, a C source "
+            "and header (the model as an aligned array, its arena size, tensor shapes and "
+            "quantization) for TensorFlow Lite Micro firmware.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Convert MODEL for a device profile, validate it, and write a bundle.
@@ -194,6 +204,7 @@ def build(
         accuracy_fallback=fallback,
         sign_key=sign_key,
         eval_sample_size=eval_sample,
+        emit=tuple(dict.fromkeys(emit or ())),
     )
     with native_stderr_diverted(), _data_notes():
         report = run_build(request, progress=RichProgress(enabled=not quiet))
