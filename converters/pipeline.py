@@ -42,7 +42,7 @@ from edgekit.converters.reporting import assemble_report
 from edgekit.converters.sample_output import make_sample
 from edgekit.converters.selection import select
 from edgekit.converters.source_registry import open_source
-from edgekit.converters.target_checks import run_on_target
+from edgekit.converters.target_checks import check_target_tools, run_on_target
 from edgekit.converters.validate import Reference
 from edgekit.progress import Progress, SilentProgress
 from edgekit.vocab import BuildStatus
@@ -55,8 +55,10 @@ def build(request: BuildRequest, *, progress: Progress | None = None) -> BuildRe
     progress = progress or SilentProgress()
     started = time.perf_counter()
     plan = check_request(request)
-    # Loaded before hours of conversion, so a wrong key path fails at once.
+    # Loaded (and the target's tools found) before hours of conversion, so a wrong key path or
+    # a missing tool fails at once.
     signer = load_signer(request.sign_key)
+    check_target_tools(request.profile)
     with tempfile.TemporaryDirectory(prefix="edgekit-build-") as tmp:
         work = Path(tmp)
         source = open_source(request.model, work_dir=work)

@@ -29,9 +29,9 @@ from edgekit.converters.edgetpu_run import compiled_name, find_compiler, run_edg
 from edgekit.converters.plan import Plan
 from edgekit.converters.sample_output import DEFAULT_SAMPLES
 from edgekit.converters.target_report import TargetReport, TargetRun, TflmFigures, VelaFigures
-from edgekit.converters.tflm_run import run_tflm
+from edgekit.converters.tflm_run import run_tflm, tflm_version
 from edgekit.converters.validate import Reference
-from edgekit.converters.vela_run import is_ethos_u, run_vela
+from edgekit.converters.vela_run import is_ethos_u, run_vela, vela_accelerator
 from edgekit.profiles import DeviceProfile
 from edgekit.progress import Progress
 from edgekit.vocab import BackendName, CheckStatus, ModelFormat, Quantization
@@ -76,6 +76,15 @@ def run_on_target(
             parts = [run(plan, candidate, found) for run in runners]
         done.append(dataclasses.replace(candidate, target=_combined(parts)))
     return tuple(done)
+
+
+def check_target_tools(profile: DeviceProfile) -> None:
+    """Before any conversion: the tools ``profile``'s target needs are installed, and its
+    accelerator is one they know (an error naming the extra or the key otherwise)."""
+    if _is_tflm(profile):
+        tflm_version()
+    if is_ethos_u(profile.hardware.accelerator):
+        vela_accelerator(profile.hardware.accelerator)
 
 
 def with_target(checks: tuple[Check, ...], candidate: Candidate) -> tuple[Check, ...]:
@@ -209,13 +218,17 @@ def _plain(op: str) -> str:
     return op.replace("_", "").upper()
 
 
+def _is_tflm(profile: DeviceProfile) -> bool:
+    return profile.runtime.backend is BackendName.TFLITE_MICRO
+
+
 def _is_edgetpu(profile: DeviceProfile) -> bool:
     return "edgetpu" in (profile.hardware.accelerator.lower(), profile.runtime.delegate.lower())
 
 
 # Which plug-in runs for which profile, in report order.
 _TARGETS: tuple[tuple[Callable[[DeviceProfile], bool], _Runner], ...] = (
-    (lambda p: p.runtime.backend is BackendName.TFLITE_MICRO, _tflm),
+    (_is_tflm, _tflm),
     (lambda p: is_ethos_u(p.hardware.accelerator), _vela),
     (_is_edgetpu, _edgetpu),
 )

@@ -31,8 +31,7 @@ SYSTEMS = {
 }
 # Vela's own word on its performance figures (it prints this above them).
 ESTIMATE_NOTE = (
-    "Vela's internal compiler estimate, not a measurement (Vela: run the compiled network on an "
-    "FVP model or FPGA for performance numbers)"
+    "Vela's internal compiler estimate (Vela: run on an FVP model or FPGA for performance numbers)"
 )
 # The summary's storage-area names and the columns holding what each area uses (KiB).
 _AREA_COLUMNS = {
@@ -61,7 +60,7 @@ def vela_version() -> str:
 def run_vela(content: bytes, *, accelerator: str, file_name: str) -> VelaFigures:
     """Compile ``content`` with Vela for ``accelerator`` (e.g. ``ethos-u55-128``)."""
     found = vela_version()
-    accelerator = _checked(accelerator)
+    accelerator = vela_accelerator(accelerator)
     system, memory_mode = SYSTEMS[accelerator.rsplit("-", 1)[0]]
     with tempfile.TemporaryDirectory(prefix="edgekit-vela-") as tmp:
         work = Path(tmp)
@@ -104,8 +103,10 @@ def run_vela(content: bytes, *, accelerator: str, file_name: str) -> VelaFigures
     )
 
 
-def _checked(accelerator: str) -> str:
-    """``accelerator`` as Vela names it; ProfileError naming Vela's choices otherwise."""
+def vela_accelerator(accelerator: str) -> str:
+    """``accelerator`` as Vela names it; ProfileError naming Vela's choices otherwise (and
+    MissingDependencyError without Vela)."""
+    vela_version()
     from ethosu.vela.architecture_features import Accelerator
 
     known = [a.value for a in Accelerator]

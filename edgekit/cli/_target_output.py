@@ -27,9 +27,10 @@ def print_target(console: Console, art: ArtifactReport) -> None:
 
 
 def _tflm_table(tflm: TflmFigures, name: str) -> Table:
-    table = Table(title=f"TensorFlow Lite Micro {tflm.version} ({name})", show_header=False)
+    table = Table(title=f"TensorFlow Lite Micro ({name})", show_header=False)
     table.add_column(style="bold")
     table.add_column()
+    table.add_row("version", tflm.version)
     if tflm.missing_ops:
         table.add_row("ops", f"no kernel for {', '.join(tflm.missing_ops)}: the model cannot load")
         return table
@@ -42,7 +43,7 @@ def _tflm_table(tflm: TflmFigures, name: str) -> Table:
     )
     table.add_row(
         "outputs",
-        f"largest |TFLM - LiteRT| {tflm.max_diff:g} {tflm.diff_unit} on {tflm.samples} "
+        f"largest |TFLM - LiteRT|: {tflm.max_diff:g} ({tflm.diff_unit}) on {tflm.samples} "
         f"eval-sample inputs ({tflm.differing} of {tflm.values} values differ), against "
         f"{tflm.compared_with}",
     )
@@ -50,9 +51,10 @@ def _tflm_table(tflm: TflmFigures, name: str) -> Table:
 
 
 def _vela_table(vela: VelaFigures, name: str) -> Table:
-    table = Table(title=f"Vela {vela.version}, {vela.accelerator} ({name})", show_header=False)
+    table = Table(title=f"Vela, {vela.accelerator} ({name})", show_header=False)
     table.add_column(style="bold")
     table.add_column()
+    table.add_row("version", vela.version)
     table.add_row("system", f"{vela.system_config}, {vela.memory_mode}")
     table.add_row("ops on the NPU", _ops(vela.npu_ops))
     table.add_row("ops on the CPU", _ops(vela.cpu_ops))
