@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from mosquitto_launcher import make_ca
 
-from edgekit._net import LOCALHOST, free_port, wait_for_port
+from edgekit._net import LOCALHOST, wait_for_port
 from edgekit._wait import wait_until
 
 HOST = LOCALHOST
@@ -121,6 +122,20 @@ mqtt {{ listen: {HOST}:{node.mqtt}, stream_replicas: {len(nodes)} }}
 
 ConfigFor = Callable[[NodePorts, list[NodePorts], Path], str]
 
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: all bound at once, so the kernel cannot hand one out
+    twice (one free_port() after another can)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 SHIPPED = resources.files("edgekit.collector").joinpath("nats")
 _PLACEHOLDER = re.compile(r'user: "?([\w.-]+)"?, password: "(\$2a\$11\$REPLACE[^"]*)"')
 
@@ -185,14 +200,18 @@ class NatsCluster:
     def __init__(self, folder: Path, *, size: int = 3, config: ConfigFor = plain_config) -> None:
         self.folder = folder
         self.binary = nats_server_binary()
-        self.nodes = [
-            NodePorts(f"n{i + 1}", free_port(), free_port(), free_port(), free_port())
-            for i in range(size)
-        ]
+        self._config = config
         self._procs: list[subprocess.Popen[bytes] | None] = [None] * size
+        self.nodes: list[NodePorts] = []
+        self._configure(size)
+
+    def _configure(self, size: int) -> None:
+        """Choose the ports and write every node's config."""
+        ports = _free_ports(4 * size)
+        self.nodes = [NodePorts(f"n{i + 1}", *ports[4 * i : 4 * i + 4]) for i in range(size)]
         for node in self.nodes:
-            (folder / node.name).mkdir(parents=True, exist_ok=True)
-            text = config(node, self.nodes, folder / node.name / "jetstream")
+            (self.folder / node.name).mkdir(parents=True, exist_ok=True)
+            text = self._config(node, self.nodes, self.folder / node.name / "jetstream")
             self.conf(node.name).write_text(text)
 
     def conf(self, name: str) -> Path:
@@ -256,17 +275,23 @@ class NatsCluster:
 
     def start_all(self, *, timeout: float = 60.0) -> NatsCluster:
         """Start every node, then wait until they agree on a JetStream meta leader."""
-        # All at once: a node alone cannot elect a leader, and MQTT opens only after one.
-        procs = [self._spawn(i) for i in range(len(self.nodes))]
-        try:
-            for i, proc in enumerate(procs):
-                self._wait_ports(i, proc, timeout)
-            self.wait_meta_leader(timeout=timeout)
-        except (RuntimeError, TimeoutError) as exc:
-            logs = "\n".join(self.log(i)[-2000:] for i in range(len(self.nodes)))
-            self.kill_all()
-            raise RuntimeError(f"NATS cluster did not form ({exc}):\n{logs}") from exc
-        return self
+        for attempt in range(2):
+            # All at once: a node alone cannot elect a leader, and MQTT opens only after one.
+            procs = [self._spawn(i) for i in range(len(self.nodes))]
+            try:
+                for i, proc in enumerate(procs):
+                    self._wait_ports(i, proc, timeout)
+                self.wait_meta_leader(timeout=timeout)
+                return self
+            except (RuntimeError, TimeoutError) as exc:
+                logs = "\n".join(self.log(i)[-2000:] for i in range(len(self.nodes)))
+                self.kill_all()
+                # Another process took a port between choosing and binding it: choose again.
+                if attempt == 0 and "address already in use" in logs:
+                    self._configure(len(self.nodes))
+                    continue
+                raise RuntimeError(f"NATS cluster did not form ({exc}):\n{logs}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def kill(self, index: int) -> None:
         """SIGKILL node ``index``: no shutdown, no flush, as a crash or power cut would."""

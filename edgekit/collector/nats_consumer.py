@@ -41,17 +41,18 @@ _MIN_SERVER = (2, 10)
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """One message as JetStream delivered it."""
+    """One message as JetStream delivered it, with its delivery count and stream sequence
+    (read once: nats-py parses them from the reply subject on every access)."""
 
     msg: Any
+    deliveries: int
+    sequence: int
 
-    @property
-    def deliveries(self) -> int:
-        return int(self.msg.metadata.num_delivered)
-
-    @property
-    def sequence(self) -> int:
-        return int(self.msg.metadata.sequence.stream)
+    @classmethod
+    def of(cls, msg: Any) -> Fetched:
+        """Wrap a nats-py message."""
+        metadata = msg.metadata
+        return cls(msg, int(metadata.num_delivered), int(metadata.sequence.stream))
 
 
 class NatsConsumer:
@@ -113,12 +114,20 @@ class NatsConsumer:
             sub = await self._bind()
             if on_started is not None:
                 on_started()
-            while not (stop is not None and stop.is_set()) and (
-                end is None or time.monotonic() < end
-            ):
-                fetched = await self._fetch(sub)
+            # The next batch is fetched while this one is committed. On stop, what was
+            # already fetched is still handled, so nothing is left for ack_wait to return.
+            pending = asyncio.ensure_future(self._fetch(sub))
+            while True:
+                fetched = await pending
+                running = not (stop is not None and stop.is_set()) and (
+                    end is None or time.monotonic() < end
+                )
+                if running:
+                    pending = asyncio.ensure_future(self._fetch(sub))
                 if fetched:
-                    await self._handle([Fetched(m) for m in fetched], stop)
+                    await self._handle([Fetched.of(m) for m in fetched], stop)
+                if not running:
+                    break
         finally:
             await self._close()
 

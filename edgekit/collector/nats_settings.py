@@ -127,10 +127,11 @@ class StreamLayout:
         except ConfigError as exc:
             raise ConfigError(f"setting 'prefix': {exc}") from None
         topic_to_subject(self.prefix)  # whitespace is refused here, not by the server later
-        _check(1 <= self.replicas <= 5, "replicas", "must be 1..5")
-        _check(self.max_age_s > 0 and self.mqtt_buffer_s > 0, "max_age", "must be > 0 s")
+        _check(1 <= self.replicas <= 5, "replicas", f"must be 1..5, not {self.replicas}")
+        _check(self.max_age_s > 0, "max_age", f"must be > 0 s, not {self.max_age_s}")
+        _check(self.mqtt_buffer_s > 0, "mqtt_buffer", f"must be > 0 s, not {self.mqtt_buffer_s}")
         _check(self.max_bytes is None or self.max_bytes > 0, "max_bytes", "must be > 0")
-        _check(self.ack_wait_s >= 1, "ack_wait", "must be at least 1 s")
+        _check(self.ack_wait_s >= 1, "ack_wait", f"must be at least 1 s, not {self.ack_wait_s}")
         _check(self.max_ack_pending >= 1, "max_ack_pending", "must be at least 1")
         _check(
             4 <= self.poison_after < self.max_deliver,
@@ -165,7 +166,11 @@ class NatsCollectorSettings:
     def __post_init__(self) -> None:
         if not self.servers:
             raise ConfigError("setting 'nats': no server URL given")
-        _check(1 <= self.batch_size <= 100_000, "batch_size", "must be 1..100000")
+        _check(
+            1 <= self.batch_size <= 100_000,
+            "batch_size",
+            f"must be 1..100000, not {self.batch_size}",
+        )
         _check(
             self.batch_size <= self.layout.max_ack_pending,
             "batch_size",

@@ -14,7 +14,9 @@ explicit acknowledgement on that stream is shared by every collector process on 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from edgekit.collector.nats_settings import StreamLayout
@@ -26,6 +28,10 @@ log = logging.getLogger(__name__)
 MQTT_STREAM = "$MQTT_msgs"
 MQTT_SUBJECTS = "$MQTT.msgs.>"
 _MQTT_PREFIX = "$MQTT.msgs."
+# JetStream errors of a cluster still forming: no suitable peers (a node not yet seen),
+# temporarily unavailable (no meta leader yet). Retried for this long.
+_NOT_READY = {10005, 10008}
+_NOT_READY_S = 30.0
 
 
 def mqtt_stream_config(layout: StreamLayout) -> Any:
@@ -111,9 +117,9 @@ async def ensure_layout(js: Any, layout: StreamLayout) -> None:
 
 async def _ensure_mqtt_stream(js: Any, layout: StreamLayout) -> None:
     wanted = mqtt_stream_config(layout)
-    info = await _info(js.stream_info(MQTT_STREAM), f"stream {MQTT_STREAM}")
+    info = await _info(lambda: js.stream_info(MQTT_STREAM), f"stream {MQTT_STREAM}")
     if info is None:
-        await _apply(js.add_stream(wanted), f"creating stream {MQTT_STREAM}")
+        await _apply(lambda: js.add_stream(wanted), f"creating stream {MQTT_STREAM}")
         return
     have = info.config
     if have.retention != wanted.retention:
@@ -127,14 +133,14 @@ async def _ensure_mqtt_stream(js: Any, layout: StreamLayout) -> None:
         )
     elif (have.num_replicas, have.max_age) == (wanted.num_replicas, wanted.max_age):
         return
-    await _apply(js.update_stream(wanted), f"updating stream {MQTT_STREAM}")
+    await _apply(lambda: js.update_stream(wanted), f"updating stream {MQTT_STREAM}")
 
 
 async def _ensure_stream(js: Any, layout: StreamLayout) -> None:
     wanted = stream_config(layout)
-    info = await _info(js.stream_info(layout.stream), f"stream {layout.stream}")
+    info = await _info(lambda: js.stream_info(layout.stream), f"stream {layout.stream}")
     if info is None:
-        await _apply(js.add_stream(wanted), f"creating stream {layout.stream}")
+        await _apply(lambda: js.add_stream(wanted), f"creating stream {layout.stream}")
         return
     have = info.config
     if have.subjects:
@@ -144,7 +150,7 @@ async def _ensure_stream(js: Any, layout: StreamLayout) -> None:
         )
     if _differs(have, wanted):
         log.warning("stream %s differs from the requested layout; updating it", layout.stream)
-        await _apply(js.update_stream(wanted), f"updating stream {layout.stream}")
+        await _apply(lambda: js.update_stream(wanted), f"updating stream {layout.stream}")
 
 
 def _differs(have: Any, wanted: Any) -> bool:
@@ -165,7 +171,7 @@ async def _ensure_consumer(js: Any, layout: StreamLayout) -> None:
 
     wanted = consumer_config(layout)
     where = f"consumer {layout.durable} on stream {layout.stream}"
-    info = await _info(js.consumer_info(layout.stream, layout.durable), where)
+    info = await _info(lambda: js.consumer_info(layout.stream, layout.durable), where)
     if info is not None:
         have = info.config
         if have.ack_policy != AckPolicy.EXPLICIT or have.filter_subject:
@@ -178,26 +184,37 @@ async def _ensure_consumer(js: Any, layout: StreamLayout) -> None:
         if all(getattr(have, f) == getattr(wanted, f) for f in fields):
             return
     # Creating an existing durable with new limits updates it.
-    await _apply(js.add_consumer(layout.stream, wanted), f"setting up {where}")
+    await _apply(lambda: js.add_consumer(layout.stream, wanted), f"setting up {where}")
 
 
-async def _info(call: Any, what: str) -> Any:
-    """The info ``call`` returns, or None when ``what`` does not exist."""
+async def _info(make: Any, what: str) -> Any:
+    """The info ``make()`` returns, or None when ``what`` does not exist."""
     from nats.js.errors import NotFoundError
 
     try:
-        return await call
-    except NotFoundError:
-        return None
-    except Exception as exc:
-        raise _error(f"reading {what}", exc) from exc
+        return await _apply(make, f"reading {what}")
+    except CollectorError as exc:
+        if isinstance(exc.__cause__, NotFoundError):
+            return None
+        raise
 
 
-async def _apply(call: Any, what: str) -> None:
-    try:
-        await call
-    except Exception as exc:
-        raise _error(what, exc) from exc
+async def _apply(make: Any, what: str) -> Any:
+    """``await make()``; while the cluster is still forming (a node not yet seen, no meta
+    leader), try again for a while. CollectorError from any other error."""
+    from nats.js.errors import APIError
+
+    deadline = time.monotonic() + _NOT_READY_S
+    while True:
+        try:
+            return await make()
+        except APIError as exc:
+            if exc.err_code not in _NOT_READY or time.monotonic() > deadline:
+                raise _error(what, exc) from exc
+            log.info("%s: %s; trying again", what, exc.description)
+            await asyncio.sleep(0.5)
+        except Exception as exc:
+            raise _error(what, exc) from exc
 
 
 def _error(what: str, exc: Exception) -> CollectorError:
