@@ -19,14 +19,10 @@ class Totals:
     """Sums, extremes and counts of any set of cells; the means derive from them."""
 
     windows: int = 0
-    sum_mean_ms: float = 0.0
     sum_p50_ms: float = 0.0
-    sum_p50_sq: float = 0.0
     sum_p90_ms: float = 0.0
     sum_p99_ms: float = 0.0
-    min_p50_ms: float = math.inf
     max_p99_ms: float = 0.0
-    sum_rss_mb: float = 0.0
     max_rss_mb: float = 0.0
     init_windows: int = 0
     sum_init_ms: float = 0.0
@@ -34,13 +30,9 @@ class Totals:
     sum_first_ms: float = 0.0
     accuracy_weighted: float = 0.0
     accuracy_samples: int = 0
-    accuracy_metric: str | None = None
-    workload_inputs: int = 0
     first_s: float | None = None
     last_s: float | None = None
-    received_s: float | None = None
     last_id: int = -1
-    backend: str = ""
 
     @classmethod
     def of(cls, cells: Iterable[Cell]) -> Totals:
@@ -53,14 +45,10 @@ class Totals:
     def add(self, c: Cell) -> None:
         """Count one more cell."""
         self.windows += c.windows
-        self.sum_mean_ms += c.sum_mean_ms
         self.sum_p50_ms += c.sum_p50_ms
-        self.sum_p50_sq += c.sum_p50_sq
         self.sum_p90_ms += c.sum_p90_ms
         self.sum_p99_ms += c.sum_p99_ms
-        self.min_p50_ms = min(self.min_p50_ms, c.min_p50_ms)
         self.max_p99_ms = max(self.max_p99_ms, c.max_p99_ms)
-        self.sum_rss_mb += c.sum_rss_mb
         self.max_rss_mb = max(self.max_rss_mb, c.max_rss_mb)
         self.init_windows += c.init_windows
         self.sum_init_ms += c.sum_init_ms
@@ -69,14 +57,9 @@ class Totals:
         if c.accuracy_samples:
             self.accuracy_weighted += c.accuracy_weighted or 0.0
             self.accuracy_samples += c.accuracy_samples
-            self.accuracy_metric = self.accuracy_metric or c.accuracy_metric
-        self.workload_inputs += c.workload_inputs
         self.first_s = c.first_s if self.first_s is None else min(self.first_s, c.first_s)
         self.last_s = c.last_s if self.last_s is None else max(self.last_s, c.last_s)
-        if self.received_s is None or c.received_s > self.received_s:
-            self.received_s = c.received_s
-        if c.last_id > self.last_id:
-            self.last_id, self.backend = c.last_id, c.backend
+        self.last_id = max(self.last_id, c.last_id)
 
     @classmethod
     def merged(cls, parts: Iterable[Totals]) -> Totals:
@@ -91,14 +74,10 @@ class Totals:
         if not o.windows:
             return
         self.windows += o.windows
-        self.sum_mean_ms += o.sum_mean_ms
         self.sum_p50_ms += o.sum_p50_ms
-        self.sum_p50_sq += o.sum_p50_sq
         self.sum_p90_ms += o.sum_p90_ms
         self.sum_p99_ms += o.sum_p99_ms
-        self.min_p50_ms = min(self.min_p50_ms, o.min_p50_ms)
         self.max_p99_ms = max(self.max_p99_ms, o.max_p99_ms)
-        self.sum_rss_mb += o.sum_rss_mb
         self.max_rss_mb = max(self.max_rss_mb, o.max_rss_mb)
         self.init_windows += o.init_windows
         self.sum_init_ms += o.sum_init_ms
@@ -106,13 +85,9 @@ class Totals:
         self.sum_first_ms += o.sum_first_ms
         self.accuracy_weighted += o.accuracy_weighted
         self.accuracy_samples += o.accuracy_samples
-        self.accuracy_metric = self.accuracy_metric or o.accuracy_metric
-        self.workload_inputs += o.workload_inputs
         self.first_s = _least(self.first_s, o.first_s)
         self.last_s = _most(self.last_s, o.last_s)
-        self.received_s = _most(self.received_s, o.received_s)
-        if o.last_id > self.last_id:
-            self.last_id, self.backend = o.last_id, o.backend
+        self.last_id = max(self.last_id, o.last_id)
 
     @property
     def first_at(self) -> datetime | None:
@@ -124,11 +99,6 @@ class Totals:
         """The last window's start."""
         return None if self.last_s is None else utc_time(self.last_s)
 
-    @property
-    def last_received_at(self) -> datetime | None:
-        """When the collector received the latest window."""
-        return None if self.received_s is None else utc_time(self.received_s)
-
     def mean(self, total: float) -> float:
         """``total`` over the windows counted."""
         return total / self.windows if self.windows else math.nan
@@ -137,14 +107,6 @@ class Totals:
     def p50_ms(self) -> float:
         """Mean of the windows' p50."""
         return self.mean(self.sum_p50_ms)
-
-    @property
-    def p50_std_ms(self) -> float:
-        """Standard deviation of the windows' p50 (0 for one window)."""
-        if self.windows < 2:
-            return 0.0
-        var = (self.sum_p50_sq - self.sum_p50_ms**2 / self.windows) / (self.windows - 1)
-        return math.sqrt(max(var, 0.0))
 
     @property
     def accuracy(self) -> float | None:
@@ -188,26 +150,25 @@ def device_bundle_rows(snapshot: FleetSnapshot) -> tuple[DeviceBundleRow, ...]:
     """One row per device and bundle: its cells over every bucket added up."""
     groups = pair_totals(snapshot.cells)
     bundles = {b.bundle_digest: b for b in snapshot.bundles}
+    latest = {(x.device_id, x.bundle_digest): x for x in snapshot.latest}
     rows = []
     for (device, digest), t in groups.items():
-        b = bundles[digest]
-        assert t.last_received_at is not None  # a group holds at least one cell
+        b, last = bundles[digest], latest[(device, digest)]
         rows.append(
             DeviceBundleRow(
                 device_id=device,
                 bundle_digest=digest,
                 bundle_id=b.bundle_id,
                 profile=b.profile,
-                backend=t.backend,
+                backend=last.backend,
                 reports=t.windows,
-                last_received_at=t.last_received_at,
-                mean_ms=t.mean(t.sum_mean_ms),
+                last_received_at=last.received_at,
                 p50_ms=t.p50_ms,
                 p90_ms=t.mean(t.sum_p90_ms),
                 p99_ms=t.mean(t.sum_p99_ms),
                 max_p99_ms=t.max_p99_ms,
                 peak_rss_mb=t.max_rss_mb,
-                accuracy_metric=t.accuracy_metric,
+                accuracy_metric=last.accuracy_metric,
                 accuracy=t.accuracy,
                 accuracy_samples=t.accuracy_samples or None,
                 est_latency_ms=b.est_latency_ms,

@@ -21,7 +21,7 @@ from sqlalchemy import (
     Float,
     Integer,
     Table,
-    and_,
+    case,
     cast,
     func,
     inspect,
@@ -41,6 +41,7 @@ from edgekit.collector.snapshot import (
     DriftCounts,
     DriftReference,
     FleetSnapshot,
+    LatestReport,
     RejectedEntry,
     ReportFilter,
     TimeAxis,
@@ -126,6 +127,7 @@ def snapshot(
     axis = _time_axis(conn, filters, buckets)
     cells = _all_cells(conn, filters, axis, connect) if axis is not None else ()
     digests = sorted({c.bundle_digest for c in cells})
+    latest, selections = _latest(conn, cells)
     has_drift = inspect(conn).has_table(ds.drift_windows.name)
     return FleetSnapshot(
         taken_at=utc_now(),
@@ -152,7 +154,8 @@ def snapshot(
             else ()
         ),
         drift_references=tuple(_drift_references(conn, digests)) if has_drift else (),
-        selections=tuple(_selections(conn, cells)),
+        latest=tuple(latest),
+        selections=tuple(selections),
         rollouts=_rollouts(conn),
     )
 
@@ -271,14 +274,11 @@ def _cells(
     columns = (
         r.device_id, r.bundle_digest, bucket, func.count(),
         _epoch(conn, func.min(r.started_at)), _epoch(conn, func.max(r.started_at)),
-        _epoch(conn, func.max(r.received_at)), func.max(r.id), func.max(r.backend),
-        func.sum(r.mean_ms), func.sum(r.p50_ms), func.sum(r.p50_ms * r.p50_ms),
-        func.sum(r.p90_ms), func.sum(r.p99_ms), func.min(r.p50_ms), func.max(r.p99_ms),
-        func.sum(r.peak_rss_mb), func.max(r.peak_rss_mb),
+        func.max(r.id), func.sum(r.p50_ms), func.sum(r.p90_ms), func.sum(r.p99_ms),
+        func.max(r.p99_ms), func.max(r.peak_rss_mb),
         func.count(r.init_ms), func.coalesce(func.sum(r.init_ms), zero),
         func.count(r.first_ms), func.coalesce(func.sum(r.first_ms), zero),
-        func.max(r.accuracy_metric), func.sum(r.accuracy_value * samples), func.sum(samples),
-        func.coalesce(func.sum(r.workload_inputs), 0),
+        func.sum(r.accuracy_value * samples), func.sum(samples),
     )  # fmt: skip
     # Grouped by time before bundle: sorting on the short keys first is the cheaper sort, and
     # the groups are the same.
@@ -458,22 +458,32 @@ def _counts(row: Any) -> DriftCounts:
 # -- candidates chosen on boards, rollouts ---------------------------------------------------
 
 
-def _selections(conn: Connection, cells: tuple[Cell, ...]) -> Iterator[BoardSelection]:
-    """The selection block of each device and bundle's latest report, where it has one."""
+def _latest(
+    conn: Connection, cells: tuple[Cell, ...]
+) -> tuple[list[LatestReport], list[BoardSelection]]:
+    """Each device and bundle's latest report: when it arrived, its backend and metric, and
+    the board's selection when it made one (read by id: a few thousand rows at most)."""
     latest: dict[tuple[str, str], int] = {}
     for c in cells:
         key = (c.device_id, c.bundle_digest)
         latest[key] = max(latest.get(key, -1), c.last_id)
     r = _reports.c
+    has_selection = r.raw_json.like('%"selection":{%')
+    reports: list[LatestReport] = []
+    selections: list[BoardSelection] = []
     for chunk in chunks(sorted(latest.values())):
-        query = select(r.device_id, r.bundle_digest, r.raw_json).where(
-            and_(r.id.in_(chunk), r.raw_json.like('%"selection":{%'))
-        )
-        for row in conn.execute(query):
-            data = json.loads(row.raw_json).get("selection")
+        query = select(
+            r.device_id, r.bundle_digest, r.received_at, r.backend, r.accuracy_metric,
+            case((has_selection, r.raw_json), else_=None),
+        ).where(r.id.in_(chunk))  # fmt: skip
+        for device, digest, received, backend, metric, raw in conn.execute(query):
+            reports.append(LatestReport(device, digest, as_utc(received), backend, metric))
+            data = json.loads(raw).get("selection") if raw else None
             if data:
-                selection = Selection.model_validate(data)
-                yield BoardSelection(row.device_id, row.bundle_digest, selection)
+                selections.append(BoardSelection(device, digest, Selection.model_validate(data)))
+    reports.sort(key=lambda x: (x.device_id, x.bundle_digest))
+    selections.sort(key=lambda x: (x.device_id, x.bundle_digest))
+    return reports, selections
 
 
 def _rollouts(conn: Connection) -> tuple[RolloutView, ...]:

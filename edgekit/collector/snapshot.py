@@ -55,34 +55,30 @@ class TimeAxis:
 
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """The windows of one device on one bundle in one time bucket: exact sums and extremes."""
+    """The windows of one device on one bundle in one time bucket: exact sums and extremes.
+
+    Only what the report draws: everything per window it reads comes from one covering index,
+    and every aggregate costs the database a little per window, a million times.
+    """
 
     device_id: str
     bundle_digest: str
     bucket: int
     windows: int
-    first_s: float  # first and last window start, last receipt: seconds since the epoch (UTC)
+    first_s: float  # first and last window start: seconds since the epoch (UTC)
     last_s: float
-    received_s: float
     last_id: int
-    backend: str
-    sum_mean_ms: float
     sum_p50_ms: float
-    sum_p50_sq: float
     sum_p90_ms: float
     sum_p99_ms: float
-    min_p50_ms: float
     max_p99_ms: float
-    sum_rss_mb: float
     max_rss_mb: float
     init_windows: int
     sum_init_ms: float
     first_windows: int
     sum_first_ms: float
-    accuracy_metric: str | None
     accuracy_weighted: float | None  # sum of value * samples
     accuracy_samples: int | None
-    workload_inputs: int
 
     @property
     def first_at(self) -> datetime:
@@ -130,6 +126,17 @@ class DriftReference:
     bundle_digest: str
     artifact: str
     counts: DriftCounts
+
+
+@dataclass(frozen=True, slots=True)
+class LatestReport:
+    """What one device's latest report on one bundle says beyond the cells' figures."""
+
+    device_id: str
+    bundle_digest: str
+    received_at: datetime
+    backend: str
+    accuracy_metric: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +194,6 @@ class DeviceBundleRow:
     backend: str
     reports: int
     last_received_at: datetime
-    mean_ms: float
     p50_ms: float
     p90_ms: float
     p99_ms: float
@@ -227,6 +233,7 @@ class FleetSnapshot:
     filters: ReportFilter = field(default_factory=ReportFilter)
     axis: TimeAxis | None = None
     cells: tuple[Cell, ...] = ()
+    latest: tuple[LatestReport, ...] = ()  # one per device and bundle with cells
     drift_cells: tuple[DriftCell, ...] = ()
     drift_references: tuple[DriftReference, ...] = ()
     selections: tuple[BoardSelection, ...] = ()

@@ -117,7 +117,6 @@ class DeviceBundleFigures:
     reports: int
     last_report_at: datetime
     p50_ms: float
-    p50_std_ms: float
     p90_ms: float
     p99_ms: float
     max_p99_ms: float
@@ -209,6 +208,10 @@ def device_figures(
     """Each board's health, host check and bundle history."""
     profiles = {b.bundle_digest: b.profile for b in snapshot.bundles}
     drifting = {d.device_id for d in drift if d.flagged}
+    heard: dict[str, datetime] = {}
+    for latest in snapshot.latest:
+        if latest.device_id not in heard or latest.received_at > heard[latest.device_id]:
+            heard[latest.device_id] = latest.received_at
     per_device: dict[str, list[Cell]] = {}
     for cell in snapshot.cells:
         per_device.setdefault(cell.device_id, []).append(cell)
@@ -230,9 +233,10 @@ def device_figures(
             DeviceFigures(
                 device_id=d.device_id, hostname=d.hostname, machine=d.machine, system=d.system,
                 last_status=d.last_status, status_at=d.status_at,
-                health=health(d.last_status, t.last_received_at, interval, now=snapshot.taken_at),
+                health=health(d.last_status, heard.get(d.device_id), interval,
+                              now=snapshot.taken_at),
                 host=worst, first_seen=d.first_seen, last_seen=d.last_seen,
-                last_report_at=t.last_received_at, reports=t.windows,
+                last_report_at=heard.get(d.device_id), reports=t.windows,
                 interval_s=None if interval is None else interval.total_seconds(),
                 profiles=mine, current_bundle=current, history=history,
                 p50_ms=now_on.p50_ms if now_on.windows else None, accuracy=now_on.accuracy,
@@ -247,26 +251,25 @@ def device_bundle_figures(
 ) -> tuple[DeviceBundleFigures, ...]:
     """Each board on each bundle, with accuracy against the build and latency against its
     estimate."""
-    groups = pairs
     bundles = {b.bundle_digest: b for b in snapshot.bundles}
+    latest = {(x.device_id, x.bundle_digest): x for x in snapshot.latest}
     out = []
-    for (device, digest), t in sorted(groups.items()):
-        b = bundles[digest]
-        same = b.metric is not None and b.metric == t.accuracy_metric
+    for (device, digest), t in sorted(pairs.items()):
+        b, last = bundles[digest], latest[(device, digest)]
+        same = b.metric is not None and b.metric == last.accuracy_metric
         build, fp32 = (b.quantized, b.fp32) if same else (None, None)
         d = devices.get(device)
-        assert t.last_received_at is not None  # a group holds at least one cell
         out.append(
             DeviceBundleFigures(
                 device_id=device, device_status=d.last_status if d else None,
                 bundle_id=b.bundle_id, bundle_digest=digest, label=labels[digest],
-                profile=b.profile, backend=t.backend,
+                profile=b.profile, backend=last.backend,
                 host=host_match(d.machine if d else None, b.profile), reports=t.windows,
-                last_report_at=t.last_received_at, p50_ms=t.p50_ms, p50_std_ms=t.p50_std_ms,
+                last_report_at=last.received_at, p50_ms=t.p50_ms,
                 p90_ms=t.mean(t.sum_p90_ms), p99_ms=t.mean(t.sum_p99_ms),
                 max_p99_ms=t.max_p99_ms, est_latency_ms=b.est_latency_ms,
                 measured_over_estimated=_ratio(t.p50_ms, b.est_latency_ms),
-                accuracy_metric=t.accuracy_metric, accuracy_on_device=t.accuracy,
+                accuracy_metric=last.accuracy_metric, accuracy_on_device=t.accuracy,
                 accuracy_fp32=fp32, accuracy_build=build, delta_vs_fp32=_delta(t.accuracy, fp32),
                 delta_vs_build=_delta(t.accuracy, build), model_bytes=b.model_bytes,
                 peak_rss_mb=t.max_rss_mb, init_ms=t.init_ms, first_ms=t.first_ms,

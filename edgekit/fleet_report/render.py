@@ -31,7 +31,6 @@ CSV_COLUMNS = (
     "reports",
     "last_report_at",
     "p50_ms",
-    "p50_std_ms",
     "p90_ms",
     "p99_ms",
     "max_p99_ms",

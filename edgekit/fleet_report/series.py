@@ -23,7 +23,7 @@ class Series:
     p99_ms: tuple[float, ...]
     max_p99_ms: tuple[float, ...]
     accuracy: tuple[float | None, ...]
-    rss_mb: tuple[float, ...]
+    rss_mb: tuple[float, ...]  # peak RSS over the bucket's windows
     init_ms: tuple[float | None, ...]
     first_ms: tuple[float | None, ...]
 
@@ -48,7 +48,7 @@ def series(digest: str, cells: Iterable[Cell], axis: TimeAxis, *, merge: int = 1
         p99_ms=tuple(t.mean(t.sum_p99_ms) for t in rows),
         max_p99_ms=tuple(t.max_p99_ms for t in rows),
         accuracy=tuple(t.accuracy for t in rows),
-        rss_mb=tuple(t.mean(t.sum_rss_mb) for t in rows),
+        rss_mb=tuple(t.max_rss_mb for t in rows),
         init_ms=tuple(t.init_ms for t in rows),
         first_ms=tuple(t.first_ms for t in rows),
     )

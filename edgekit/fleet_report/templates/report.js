@@ -245,7 +245,7 @@
       layout("Accuracy on the eval sample over time", { xaxis: timeAxis(),
         yaxis: { title: { text: "accuracy" }, range: accuracyRange(accValues.concat(buildLines.map((b) => b.quantized))) } }));
     plot("plot-device-rss", series.map((s) => ({ x: dates(s.t), y: s.rss, name: label(s.d), mode: "lines+markers",
-      line: { color: color(s.d) } })), layout("Peak RSS over time", { xaxis: timeAxis(), yaxis: { title: { text: "MB" }, rangemode: "tozero" } }));
+      line: { color: color(s.d) } })), layout("Peak RSS over time (highest in each bucket)", { xaxis: timeAxis(), yaxis: { title: { text: "MB" }, rangemode: "tozero" } }));
     const startup = [];
     for (const s of series) {
       if (s.init.some((v) => v !== null)) startup.push({ x: dates(s.t), y: s.init, name: "init · " + label(s.d), mode: "markers",
