@@ -239,7 +239,8 @@ def _data_notes() -> Iterator[None]:
 
     class _Note(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            err_console().print(f"note: {record.getMessage()}", highlight=False, markup=False)
+            note = f"note: {record.getMessage()}"
+            err_console().print(note, highlight=False, markup=False, soft_wrap=True)
 
     logger = logging.getLogger(DATA_LOGGER)
     handler, level = _Note(), logger.level
