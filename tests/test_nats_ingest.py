@@ -114,7 +114,7 @@ def test_a_slow_commit_keeps_its_messages(cluster, pg_url):
     import psycopg
 
     settings = settings_for(
-        cluster.urls, prefix="slow/v1", stream="SLOW", durable="c", ack_wait_s=1
+        cluster.urls, prefix="slow/v1", stream="SLOW", durable="c", ack_wait_s=2
     )
     reports = [make_report("board-1", sequence=i) for i in range(40)]
     with ConsumerThread(settings, pg_url) as first, ConsumerThread(settings, pg_url) as second:
@@ -124,7 +124,7 @@ def test_a_slow_commit_keeps_its_messages(cluster, pg_url):
             client = mqtt_client(cluster.nodes[0].mqtt)
             assert publish(client, [report_message(r, prefix="slow/v1") for r in reports]) == 40
             close(client)
-            time.sleep(4)  # four ack_waits while the commit waits for the lock
+            time.sleep(6)  # three ack_waits while the commit waits for the lock
         wait_until(lambda: len(first.store.message_ids()) == 40, what="40 reports stored")
         received = first.consumer.stats.received + second.consumer.stats.received
     info = consumer_info(cluster.urls, settings.layout)

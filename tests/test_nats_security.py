@@ -21,7 +21,7 @@ from report_factory import make_report, report_message
 from edgekit._wait import wait_until
 
 PASSWORDS = {"collector": "pw-collector", "rpi4-01": "pw-rpi4-01", "rpi4-02": "pw-rpi4-02",
-             "sys": "pw-sys"}  # fmt: skip
+             "rollout": "pw-rollout", "sys": "pw-sys"}  # fmt: skip
 
 
 class Secure:
@@ -85,8 +85,13 @@ def test_a_board_reports_over_tls_with_its_password(secure, jetson_build, tmp_pa
         return table_rows(secure.db, "SELECT device_id FROM reports WHERE device_id = 'rpi4-01'")
 
     wait_until(lambda: len(stored()) == 2, timeout_s=30, what="2 reports stored")
-    statuses = table_rows(secure.db, "SELECT status FROM statuses WHERE device_id = 'rpi4-01'")
-    assert [s for (s,) in statuses][-2:] == ["online", "offline"]
+
+    def statuses() -> list[str]:
+        rows = table_rows(secure.db, "SELECT status FROM statuses WHERE device_id = 'rpi4-01'")
+        return [status for (status,) in rows]
+
+    wait_until(lambda: statuses()[-2:] == ["online", "offline"], timeout_s=30,
+               what="online, then offline")  # fmt: skip
 
 
 def test_a_board_cannot_publish_under_another_boards_id(secure):
@@ -180,18 +185,31 @@ def test_plaintext_and_wrong_passwords_are_refused(secure):
                     username="rpi4-01", password=PASSWORDS["rpi4-01"])  # fmt: skip
 
 
-def test_a_board_reads_nothing(secure):
+def test_a_board_reads_only_its_own_deploy_topic(secure):
+    rollout = secure.board("rollout")
+    assert publish(rollout, [("edgekit/v1/rpi4-02/deploy", b"desired-2"),
+                             ("edgekit/v1/rpi4-01/deploy", b"desired-1")]) == 2  # fmt: skip
+    close(rollout)
     board = secure.board("rpi4-02", node=1)
+    got: list[bytes] = []
     granted: list[bool] = []
-    done = threading.Event()
+    subscribed = threading.Event()
+    board.on_message = lambda _c, _u, message: got.append(message.payload)
     board.on_subscribe = lambda _c, _u, _m, codes, _p: (
         granted.extend(not c.is_failure for c in codes),
-        done.set(),
+        subscribed.set(),
     )
-    board.subscribe("edgekit/v1/+/report", qos=1)
-    assert done.wait(10)
+    board.subscribe([("edgekit/v1/rpi4-02/deploy", 1), ("edgekit/v1/rpi4-01/deploy", 1),
+                     ("edgekit/v1/+/report", 1)])  # fmt: skip
+    assert subscribed.wait(10)
+    assert granted == [True, False, False]
+    wait_until(lambda: got == [b"desired-2"], timeout_s=10, what="its retained desired state")
+    # Only the rollout user writes deploy topics: the board's own write is dropped.
+    assert publish(board, [("edgekit/v1/rpi4-02/deploy", b"forged")]) == 1
+    with pytest.raises(TimeoutError):
+        wait_until(lambda: len(got) > 1, timeout_s=2, what="another deploy message")
     close(board)
-    assert granted == [False]
+    assert got == [b"desired-2"]
 
 
 def test_the_mqtt_streams_are_replicated_and_kept(secure):

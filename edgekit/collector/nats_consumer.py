@@ -125,7 +125,7 @@ class NatsConsumer:
                 if running:
                     pending = asyncio.ensure_future(self._fetch(sub))
                 if fetched:
-                    await self._handle([Fetched.of(m) for m in fetched], stop)
+                    await self._handle(fetched, stop)
                 if not running:
                     break
         finally:
@@ -226,14 +226,17 @@ class NatsConsumer:
 
     # -- fetching ----------------------------------------------------------------------------
 
-    async def _fetch(self, sub: Any) -> list[Any]:
-        """Up to a batch; [] when nothing came in time or the cluster is between leaders."""
+    async def _fetch(self, sub: Any) -> list[Fetched]:
+        """Up to a batch, held (kept in progress) from now on until acknowledged; [] when
+        nothing came in time or the cluster is between leaders."""
         from nats.errors import TimeoutError as NatsTimeout
 
         try:
-            return list(
-                await sub.fetch(self.settings.batch_size, timeout=self.settings.fetch_wait_s)
-            )
+            s = self.settings
+            fetched = [Fetched.of(m) for m in await sub.fetch(s.batch_size, timeout=s.fetch_wait_s)]
+            # Fetched ahead while another batch commits: their ack timers run already.
+            self._held.extend(fetched)
+            return fetched
         except (NatsTimeout, TimeoutError):
             return []
         except Exception as exc:
@@ -249,14 +252,12 @@ class NatsConsumer:
 
     async def _handle(self, messages: list[Fetched], stop: StopFlag | None) -> None:
         plan = DeliveryPlan.of(messages, poison_after=self.settings.layout.poison_after)
-        self._held = list(messages)
         if plan.batch:
             await self._store_and_ack(plan.batch, stop)
         for m in plan.alone:
             await self._store_and_ack([m], stop)
         for m in plan.poison:
             await self._store_and_ack([m], stop, poison=True)
-        self._held = []
 
     def _intake(self, m: Fetched, *, poison: bool) -> Intake:
         topic = subject_to_topic(m.msg.subject)
