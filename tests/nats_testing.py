@@ -76,9 +76,11 @@ def mqtt_client(
     return client
 
 
-def publish(client: Any, messages: list[tuple[str, bytes]], *, timeout_s: float = 30) -> int:
+def publish(
+    client: Any, messages: list[tuple[str, bytes]], *, retain: bool = False, timeout_s: float = 30
+) -> int:
     """Publish at QoS 1 and wait for the PUBACKs; how many were acknowledged."""
-    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+    infos = [client.publish(topic, payload, qos=1, retain=retain) for topic, payload in messages]
     deadline = time.monotonic() + timeout_s
     for info in infos:
         info.wait_for_publish(max(0.1, deadline - time.monotonic()))

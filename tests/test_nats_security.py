@@ -187,8 +187,9 @@ def test_plaintext_and_wrong_passwords_are_refused(secure):
 
 def test_a_board_reads_only_its_own_deploy_topic(secure):
     rollout = secure.board("rollout")
-    assert publish(rollout, [("edgekit/v1/rpi4-02/deploy", b"desired-2"),
-                             ("edgekit/v1/rpi4-01/deploy", b"desired-1")]) == 2  # fmt: skip
+    desired = [(f"edgekit/v1/{board}/deploy", f"desired-{board}".encode())
+               for board in ("rpi4-02", "rpi4-01")]  # fmt: skip
+    assert publish(rollout, desired, retain=True) == 2
     close(rollout)
     board = secure.board("rpi4-02", node=1)
     got: list[bytes] = []
@@ -203,13 +204,13 @@ def test_a_board_reads_only_its_own_deploy_topic(secure):
                      ("edgekit/v1/+/report", 1)])  # fmt: skip
     assert subscribed.wait(10)
     assert granted == [True, False, False]
-    wait_until(lambda: got == [b"desired-2"], timeout_s=10, what="its retained desired state")
+    wait_until(lambda: got == [b"desired-rpi4-02"], timeout_s=10, what="its retained state")
     # Only the rollout user writes deploy topics: the board's own write is dropped.
-    assert publish(board, [("edgekit/v1/rpi4-02/deploy", b"forged")]) == 1
+    assert publish(board, [("edgekit/v1/rpi4-02/deploy", b"forged")], retain=True) == 1
     with pytest.raises(TimeoutError):
         wait_until(lambda: len(got) > 1, timeout_s=2, what="another deploy message")
     close(board)
-    assert got == [b"desired-2"]
+    assert got == [b"desired-rpi4-02"]
 
 
 def test_the_mqtt_streams_are_replicated_and_kept(secure):
