@@ -55,7 +55,8 @@ _IN_CHUNK = 500
 DEFAULT_BUCKETS = 48
 # The Julian day of 1970-01-01 00:00 UTC: SQLite's julianday() of the Unix epoch.
 _JULIAN_EPOCH = 2440587.5
-# Fleets of at least this many boards are read in two halves at once on SQLite.
+# Fleets of at least this many boards are read in two halves of boards at once on SQLite
+# (smaller fleets, and one board, in two halves of time).
 _PARALLEL_DEVICES = 64
 # Sort and hash memory of the report's read on PostgreSQL (per sort, for this transaction only).
 _PG_WORK_MEM = "256MB"
@@ -196,10 +197,7 @@ def _conditions(filters: ReportFilter, table: Table) -> list[ColumnElement[bool]
 
 
 def _time_axis(conn: Connection, filters: ReportFilter, buckets: int) -> TimeAxis | None:
-    where = _conditions(filters, _reports)
-    # Two queries: each alone is one index probe (min/max of an indexed column).
-    first = conn.scalar(select(func.min(_reports.c.started_at)).where(*where))
-    last = conn.scalar(select(func.max(_reports.c.started_at)).where(*where))
+    first, last = _extreme(conn, filters, func.min), _extreme(conn, filters, func.max)
     if first is None or last is None:
         return None
     first, last = as_utc(first), as_utc(last)
@@ -207,6 +205,24 @@ def _time_axis(conn: Connection, filters: ReportFilter, buckets: int) -> TimeAxi
     # A little past the last start, so it falls inside the last bucket.
     width = max(span / buckets * (1 + 1e-9), 1e-3)
     return TimeAxis(start=first, width_s=width, count=buckets)
+
+
+def _extreme(conn: Connection, filters: ReportFilter, which: Any) -> Any:
+    """The first (``func.min``) or last (``func.max``) window start ``filters`` select, in
+    index probes: without a device, one on the start-time index; for one device, one per bundle
+    on the covering index, whose (device, bundle, start) prefix orders each pair's windows in
+    time (a scan of one board's million windows otherwise)."""
+    r = _reports.c
+    where = _conditions(filters, _reports)
+    if filters.device is None:
+        return conn.scalar(select(which(r.started_at)).where(*where))
+    per_bundle = (
+        select(which(r.started_at))
+        .where(*where, r.bundle_digest == _bundles.c.bundle_digest)
+        .correlate(_bundles)
+        .scalar_subquery()
+    )
+    return conn.scalar(select(which(per_bundle)).select_from(_bundles))
 
 
 def _bucket(conn: Connection, column: Any, axis: TimeAxis) -> ColumnElement[int]:
@@ -235,23 +251,29 @@ def _all_cells(
     axis: TimeAxis,
     connect: Callable[[], AbstractContextManager[Connection]] | None,
 ) -> tuple[Cell, ...]:
-    """Every cell. On SQLite, which sorts a GROUP BY on one core, the fleet's boards are split
-    in two halves read at the same time on two connections (the sort runs outside Python's
-    lock): half the rows each, about half the time on two cores."""
-    devices = [] if filters.device is not None or connect is None else device_ids(conn)
-    if conn.dialect.name != "sqlite" or len(devices) < _PARALLEL_DEVICES:
+    """Every cell. On SQLite, which sorts a GROUP BY on one core, the work is split in two
+    halves read at the same time on two connections (the sort runs outside Python's lock), half
+    the windows each: the fleet's boards in two halves, or one board's (or a small fleet's)
+    time in two halves."""
+    if conn.dialect.name != "sqlite" or connect is None or axis.count < 2:
         return tuple(_cells(conn, filters, axis))
-    middle = devices[len(devices) // 2]
-    column = _reports.c.device_id
+    devices = [] if filters.device is not None else device_ids(conn)
+    halves: tuple[ColumnElement[bool], ColumnElement[bool]]
+    if len(devices) >= _PARALLEL_DEVICES:
+        middle = devices[len(devices) // 2]
+        halves = (_reports.c.device_id < middle, _reports.c.device_id >= middle)
+    else:
+        bucket = _bucket(conn, _reports.c.started_at, axis)
+        halves = (bucket < axis.count // 2, bucket >= axis.count // 2)
 
     def second_half() -> list[Cell]:
         assert connect is not None
         with connect() as other:
-            return list(_cells(other, filters, axis, column >= middle))
+            return list(_cells(other, filters, axis, halves[1]))
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         later = pool.submit(second_half)
-        first = list(_cells(conn, filters, axis, column < middle))
+        first = list(_cells(conn, filters, axis, halves[0]))
         return (*first, *later.result())
 
 

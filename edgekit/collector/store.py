@@ -38,6 +38,8 @@ class Store:
         """Open (and with ``create``, set up) the database; ``create=False`` is for readers,
         which must not leave an empty database behind a mistyped path."""
         self._db = open_database(url, create=create, timeout_s=timeout_s)
+        # A reader's SQLite transactions take no write lock, so a snapshot may read on two.
+        self._reader = not create
         self.display_url = self._db.display_url
 
     def close(self) -> None:
@@ -140,8 +142,9 @@ class Store:
         """Everything the fleet report shows (of the reports ``filters`` select), aggregated in
         the database, with trends over ``buckets`` time buckets."""
         with self._db.guard("reading the fleet"), self._db.engine.connect() as conn:
+            connect = self._db.engine.connect if self._reader else None
             return queries.snapshot(conn, rejected_limit=rejected_limit, filters=filters,
-                                    buckets=buckets, connect=self._db.engine.connect)  # fmt: skip
+                                    buckets=buckets, connect=connect)  # fmt: skip
 
     def device_ids(self) -> list[str]:
         """Every stored device id, sorted."""
