@@ -13,10 +13,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from statistics import NormalDist
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgekit.fleet_report.boards import DeviceBundleFigures
+    from edgekit.fleet_report.bundles import BundleFigures
 
 MIN_BOARDS = 3
 MIN_WINDOWS = 3
+MAX_COMPARISONS = 12
 # A p50 change smaller than this is no difference worth a verdict, however narrow its interval.
 NEGLIGIBLE_PCT = 1.0
 # Student's t, two-sided 95 %, for 1 to 30 degrees of freedom.
@@ -157,3 +164,33 @@ def _verdict(
             f"(95 % CI {accuracy.low:+.2f} to {accuracy.high:+.2f})"
         )
     return text + f"; {latency.n} boards"
+
+
+def comparisons(
+    bundles: Sequence[BundleFigures], pairs: Sequence[DeviceBundleFigures]
+) -> tuple[Comparison, ...]:
+    """A/B for every two bundles of a profile that some board ran both of (older as A)."""
+    by_device: dict[str, dict[str, DeviceBundleFigures]] = {}
+    for p in pairs:
+        by_device.setdefault(p.device_id, {})[p.bundle_digest] = p
+    out = []
+    for profile in sorted({b.profile for b in bundles}):
+        mine = sorted((b for b in bundles if b.profile == profile and b.reports),
+                      key=lambda b: (b.first_seen or datetime.max, b.bundle_id))  # fmt: skip
+        for i, a in enumerate(mine):
+            for b in mine[i + 1 :]:
+                both = [
+                    d for d in by_device.values() if a.bundle_digest in d and b.bundle_digest in d
+                ]
+                if not both:
+                    continue
+                paired = [_pair(d[a.bundle_digest], d[b.bundle_digest]) for d in both]
+                sides = (a.bundle_digest, a.short_label), (b.bundle_digest, b.short_label)
+                out.append(compare(profile, *sides, paired, boards=len(both)))
+    out.sort(key=lambda c: (-len(c.pairs), c.profile))
+    return tuple(out[:MAX_COMPARISONS])
+
+
+def _pair(a: DeviceBundleFigures, b: DeviceBundleFigures) -> Pair:
+    return Pair(a.device_id, a.p50_ms, b.p50_ms, a.reports, b.reports, a.accuracy_on_device,
+                b.accuracy_on_device)  # fmt: skip

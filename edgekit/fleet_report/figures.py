@@ -21,21 +21,22 @@ from edgekit.collector.snapshot import (
     ReportFilter,
     TimeAxis,
 )
-from edgekit.fleet_report.compare import Comparison
-from edgekit.fleet_report.drift_view import DriftScore, drift_scores
-from edgekit.fleet_report.fleet import (
-    BestBundle,
-    BundleFigures,
+from edgekit.fleet_report.boards import (
     DeviceBundleFigures,
     DeviceFigures,
+    device_bundle_figures,
+    device_figures,
+)
+from edgekit.fleet_report.bundles import (
+    BestBundle,
+    BundleFigures,
     ProfileLoop,
     best_bundles,
     bundle_figures,
-    comparisons,
-    device_bundle_figures,
-    device_figures,
     profile_loops,
 )
+from edgekit.fleet_report.compare import Comparison, comparisons
+from edgekit.fleet_report.drift_view import DriftScore, drift_scores
 from edgekit.fleet_report.hosts import Health
 from edgekit.fleet_report.series import Series, by_bundle
 
