@@ -21,13 +21,28 @@ from edgekit._net import free_port
 from edgekit.eval_sample import read_inputs
 from edgekit.schema import STATUS_OFFLINE, STATUS_ONLINE, parse_report
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test():
+    """A test that fails half-way must not leave its daemon running (they run until stopped)."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
 
 def _daemon(bundle: Path, url: str, outbox: Path, *args: str, device: str = "pi-01"):
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [EDGEKIT, "daemon", str(bundle), "--broker", url, "--device-id", device,
          "--outbox", str(outbox), "--window", "20", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    _STARTED.append(process)
+    return process
 
 
 def _finish(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
