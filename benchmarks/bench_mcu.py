@@ -112,9 +112,11 @@ def _row(name: str, model: Path, calibration: Path, evaluation: Path, tmp: Path)
 
 
 def _table(rows: list[dict]) -> str:
-    head = ("| model | params | .tflite B | former estimate B (largest op) | former RAM figure B "
-            "(weights + it) | TFLM recorded B | TFLM measured B (probes, s) | RAM figure B (+20 %)"
-            " | Vela SRAM B | Vela flash B | Vela ms (est.) / edgekit est. ms | TFLM vs LiteRT |")  # fmt: skip
+    head = (
+        "| model | params | .tflite B | former estimate B (largest op) | former RAM figure B "
+        "(weights + it) | TFLM recorded B | TFLM measured B (probes, s) | RAM figure B (+20 %)"
+        " | Vela SRAM B | Vela flash B | Vela ms (est.) / edgekit est. ms | TFLM vs LiteRT |"
+    )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         lines.append(
