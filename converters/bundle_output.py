@@ -60,6 +60,7 @@ def write_output(
         files.update(target_files(candidate))
     files.update(emitted_files(request.emit, shipped[0], profile=profile.name))
     figures_on_sample = sample.figures if sample is not None else (None,) * len(shipped)
+    references = sample.references if sample is not None else (None,) * len(shipped)
     artifacts = tuple(
         Artifact(
             file=figures.artifact.file,
@@ -72,9 +73,10 @@ def write_output(
             pruning=_pruning_info(figures.pruning),
             kept_float=candidate.artifact.kept_float,
             variant=candidate.label[:64],
+            drift_reference=reference,
         )
-        for candidate, figures, on_sample in zip(
-            shipped, report.artifacts, figures_on_sample, strict=True
+        for candidate, figures, on_sample, reference in zip(
+            shipped, report.artifacts, figures_on_sample, references, strict=True
         )
     )
     manifest = Manifest(

@@ -16,8 +16,10 @@ import numpy as np
 
 from edgekit import eval_sample
 from edgekit.converters.candidates import Candidate
+from edgekit.converters.drift_reference import drift_reference
 from edgekit.converters.validate import Reference, accuracy_of, outputs_of
 from edgekit.datasets import LabelledData
+from edgekit.drift import DriftSummary
 from edgekit.figures import AccuracyFigures
 
 DEFAULT_SAMPLES = 200
@@ -34,6 +36,8 @@ class SampleOutput:
     requested: int
     coding: str  # how the inputs are stored: "uint8", "float16", an integer dtype
     figures: tuple[AccuracyFigures, ...]  # per shipped artifact, fp32 beside it, same samples
+    # Per shipped artifact: what it saw and said on the sample, the boards' drift reference.
+    references: tuple[DriftSummary | None, ...]
     note: str | None  # set when fewer samples were kept than asked for
 
 
@@ -60,13 +64,17 @@ def make_sample(
     # One sample at a time, exactly as DeviceSession runs it on the board.
     runs = [outputs_of(c.content, kept, backend=c.backend, batch_size=1) for c in shipped]
     figures = tuple(accuracy_of(fp32[:count], r, kept, data_label=SAMPLE_LABEL) for r in runs)
+    # Summarised from the same outputs, as the board summarises its pass over the sample.
+    references = tuple(
+        drift_reference(kept.xs, r, specs=c.io.inputs) for c, r in zip(shipped, runs, strict=True)
+    )
     note = None
     if count < len(pool):
         note = (
             f"eval sample: {count} of {len(pool)} samples, to stay within "
             f"{cap / 2**20:.1f} MiB (pass --eval-sample N to choose)"
         )
-    return SampleOutput(content, count, len(pool), encoded[0].coding, figures, note)
+    return SampleOutput(content, count, len(pool), encoded[0].coding, figures, references, note)
 
 
 def _file(

@@ -19,12 +19,15 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from edgekit.drift import DriftSummary
 from edgekit.figures import AccuracyFigures, EstimateInputs, LatencyFigures, SizeFigures
 from edgekit.values import FiniteInJson, Frozen, Sha256
-from edgekit.vocab import Layout, ModelFormat, PruneKind, Quantization, SelectionSite, SourceKind
+from edgekit.vocab import Layout, ModelFormat, PruneKind, Quantization, SelectionSite
 
 MANIFEST_SCHEMA: Final = "edgekit.manifest/2"
 
 # Bundle files are plain names: no directories, no "..", nothing that escapes the bundle.
 FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+# What the user's model was: one of SourceKind's values for the shipped sources; a source
+# plug-in names its own kind (one new module and one registry line, no edit here).
+SourceKindName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 Dtype = Literal["float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool"]
 
 
@@ -78,7 +81,7 @@ class SourceModel(Frozen):
     """The model the bundle was built from."""
 
     name: str
-    kind: SourceKind
+    kind: SourceKindName
     sha256: Sha256
 
 
@@ -131,7 +134,7 @@ class Artifact(Frozen):
     # How it was quantized, as the build report names the candidate ("int8 QDQ U8S8 per-channel").
     variant: str | None = None
     # What this artifact saw and said on the eval sample at build time (edgekit.drift): what
-    # boards compare their windows with (None before edgekit 0.3, or without eval data).
+    # boards compare their windows with (None in bundles built without eval data).
     drift_reference: DriftSummary | None = None
 
 
