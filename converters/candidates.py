@@ -24,7 +24,7 @@ from edgekit.converters.validate import Reference, accuracy_of
 from edgekit.figures import AccuracyFigures
 from edgekit.progress import Progress
 from edgekit.runtime import Timing
-from edgekit.vocab import CalibrationMethod, ModelFormat, Quantization
+from edgekit.vocab import BackendName, CalibrationMethod, ModelFormat, Quantization
 
 # Samples the accuracy fallback compares layer by layer.
 RANKING_SAMPLES = 64
@@ -35,7 +35,7 @@ class Baseline:
     """A format's fp32 artifact of the unpruned model: what its candidates are compared with."""
 
     format: ModelFormat
-    backend: str
+    backend: BackendName
     content: bytes
     stats: ModelStats
     notes: tuple[str, ...]  # what loading and pre-processing changed
@@ -54,7 +54,7 @@ class Candidate:
 
     format: ModelFormat
     file_name: str
-    backend: str
+    backend: BackendName
     variant: Variant
     artifact: Quantized  # the bytes, the scheme, ops refused and layers kept float
     io: ArtifactIO

@@ -33,7 +33,7 @@ class Estimate:
 
 def estimate_inputs(stats: ModelStats) -> EstimateInputs:
     """What an estimate of an artifact is computed from, read off its op table."""
-    integer = [op for op in stats.ops if op.precision in ("int8", "int16")]
+    integer = [op for op in stats.ops if op.precision.integer]
     return EstimateInputs(
         int8_macs=sum(op.macs for op in integer if not op.depthwise),
         int8_depthwise_macs=sum(op.macs for op in integer if op.depthwise),

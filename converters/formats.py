@@ -22,7 +22,7 @@ from edgekit.datasets import LabelledData
 from edgekit.manifest import TensorSpec
 from edgekit.profiles import Build
 from edgekit.progress import Progress
-from edgekit.vocab import CalibrationMethod, ModelFormat, Quantization
+from edgekit.vocab import BackendName, CalibrationMethod, ModelFormat, Quantization
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class Exporter(Protocol):
 
     format: ModelFormat
     file_name: str
-    backend: str  # the runtime backend that validates the artifacts
+    backend: BackendName  # the runtime backend that validates the artifacts
 
     @property
     def notes(self) -> tuple[str, ...]:

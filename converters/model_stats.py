@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from edgekit.vocab import OpPrecision
+
 # Ops that only move or reshape data; left in float they cost nothing worth reporting.
 DATA_MOVEMENT_OPS = frozenset(
     {"RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE",
@@ -20,8 +22,7 @@ class OpInfo:
     """One operator of the graph."""
 
     op: str
-    # "int8" | "int16" | "float" | "float-qdq" (a float kernel between Q/DQ) | "convert" | "index"
-    precision: str
+    precision: OpPrecision
     macs: int
     runs_as: str = ""  # the kernel that runs it where the runtime fuses ops (ONNX Runtime)
     node: str = ""  # that kernel's node name
@@ -33,7 +34,7 @@ class OpRow:
     """All operators of one type and precision."""
 
     op: str
-    precision: str
+    precision: OpPrecision
     count: int
     macs: int
 
@@ -77,11 +78,11 @@ class ModelStats:
 
     @property
     def int_macs(self) -> int:
-        return sum(op.macs for op in self.ops if op.precision in ("int8", "int16"))
+        return sum(op.macs for op in self.ops if op.precision.integer)
 
     @property
     def float_macs(self) -> int:
-        return sum(op.macs for op in self.ops if op.precision in ("float", "float-qdq"))
+        return sum(op.macs for op in self.ops if op.precision.floating)
 
     @property
     def qdq_float_ops(self) -> tuple[str, ...]:
@@ -92,7 +93,7 @@ class ModelStats:
                 {
                     op.op
                     for op in self.ops
-                    if op.precision == "float-qdq" and op.op not in DATA_MOVEMENT_OPS
+                    if op.precision is OpPrecision.FLOAT_QDQ and op.op not in DATA_MOVEMENT_OPS
                 }
             )
         )
@@ -105,15 +106,15 @@ class ModelStats:
                 {
                     op.op
                     for op in self.ops
-                    if op.precision == "float" and op.op not in DATA_MOVEMENT_OPS
+                    if op.precision is OpPrecision.FLOAT and op.op not in DATA_MOVEMENT_OPS
                 }
             )
         )
 
     def table(self) -> tuple[OpRow, ...]:
         """Ops grouped by type and precision, in order of MACs then count."""
-        counts: Counter[tuple[str, str]] = Counter()
-        macs: Counter[tuple[str, str]] = Counter()
+        counts: Counter[tuple[str, OpPrecision]] = Counter()
+        macs: Counter[tuple[str, OpPrecision]] = Counter()
         for op in self.ops:
             counts[op.op, op.precision] += 1
             macs[op.op, op.precision] += op.macs

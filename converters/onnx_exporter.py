@@ -36,7 +36,7 @@ from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError
 from edgekit.profiles import Build
 from edgekit.progress import Progress, SilentProgress
-from edgekit.vocab import CalibrationMethod, ModelFormat, Quantization
+from edgekit.vocab import BackendName, CalibrationMethod, ModelFormat, Quantization
 
 # Static int8 variants: (unsigned activations, per-channel weights) -> (key, label).
 _VARIANTS: dict[tuple[bool, bool], tuple[str, str]] = {
@@ -54,7 +54,7 @@ class OnnxExporter:
 
     format = ModelFormat.ONNX
     file_name = "model.onnx"
-    backend = "onnxruntime"
+    backend = BackendName.ONNXRUNTIME
 
     def __init__(self, model: OnnxModel, *, work_dir: Path | None = None) -> None:
         self.model = preprocess(upgrade_for_quantization(name_nodes(model)))

@@ -16,12 +16,12 @@ from edgekit.converters._errors import first_line
 from edgekit.converters.model_stats import ModelStats, OpInfo, WeightInfo
 from edgekit.converters.onnx_runtime_graph import (
     CONVERSIONS,
-    Precision,
     RuntimeIndex,
     optimized_graph,
 )
 from edgekit.converters.onnx_shapes import tensor_shapes
 from edgekit.errors import ConversionError
+from edgekit.vocab import OpPrecision
 
 _CONVERSION = CONVERSIONS
 _INTEGER_OPS = {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul"}
@@ -72,7 +72,7 @@ def inspect_onnx(content: bytes, *, optimization: str = "all") -> ModelStats:
     runtime = RuntimeIndex(optimized)
     # Conversions as ORT runs them: the ones it fused away cost nothing.
     ops: list[OpInfo] = [
-        OpInfo(op=n.op_type, precision=Precision.CONVERT, macs=0, runs_as=n.op_type, node=n.name)
+        OpInfo(op=n.op_type, precision=OpPrecision.CONVERT, macs=0, runs_as=n.op_type, node=n.name)
         for n in optimized.graph.node
         if n.op_type in CONVERSIONS
     ]
@@ -83,9 +83,9 @@ def inspect_onnx(content: bytes, *, optimization: str = "all") -> ModelStats:
         if node.op_type == "Constant":
             continue
         written = _precision(node, producer, consumers, constants, types)
-        ran = runtime.node_of(node, consumers) if written != "index" else None
-        if written != "convert":
-            use = ran is not None and ran.precision != Precision.CONVERT
+        ran = runtime.node_of(node, consumers) if written is not OpPrecision.INDEX else None
+        if written is not OpPrecision.CONVERT:
+            use = ran is not None and ran.precision != OpPrecision.CONVERT
             ops.append(
                 OpInfo(
                     op=node.op_type,
@@ -123,14 +123,15 @@ def _precision(
     consumers: dict[str, list[Any]],
     constants: dict[str, np.ndarray],
     types: dict[str, int],
-) -> str:
+) -> OpPrecision:
     if node.op_type in _CONVERSION:
-        return "convert"
+        return OpPrecision.CONVERT
     if node.op_type in _INTEGER_OPS:
-        return "int8"
+        return OpPrecision.INT8
     outputs = [o for o in node.output if o]
     if outputs and all(types.get(o) not in _FLOAT for o in outputs):
-        return "int8" if any(types.get(o) in (2, 3) for o in outputs) else "index"
+        integer = any(types.get(o) in (2, 3) for o in outputs)
+        return OpPrecision.INT8 if integer else OpPrecision.INDEX
     activations = [i for i in node.input if i and i not in constants]
     float_inputs = [i for i in activations if types.get(i) in _FLOAT]
     fed_by_dq = all(
@@ -141,7 +142,7 @@ def _precision(
         consumers.get(o) and all(c.op_type == "QuantizeLinear" for c in consumers[o])
         for o in outputs
     )
-    return "int8" if float_inputs and fed_by_dq and feeds_q else "float"
+    return OpPrecision.INT8 if float_inputs and fed_by_dq and feeds_q else OpPrecision.FLOAT
 
 
 def _macs(node: Any, shapes: dict[str, tuple[int, ...]]) -> int:

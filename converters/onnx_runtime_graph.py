@@ -19,6 +19,7 @@ from typing import Any
 from edgekit._optional import require
 from edgekit.converters._errors import first_line
 from edgekit.errors import ConversionError
+from edgekit.vocab import OpPrecision
 
 # Kernels that compute on integers. Names are ORT's (ai.onnx and com.microsoft domains).
 INTEGER_KERNELS = frozenset(
@@ -34,23 +35,13 @@ _INT_PASSTHROUGH_OUT = frozenset({"MatMulIntegerToFloat", "DynamicQuantizeMatMul
 _INT_ELEM_TYPES = frozenset({2, 3})  # uint8, int8
 
 
-class Precision:
-    """Precision labels of the op table."""
-
-    INT8 = "int8"
-    FLOAT = "float"
-    FLOAT_QDQ = "float-qdq"  # a float kernel between DequantizeLinear and QuantizeLinear
-    CONVERT = "convert"
-    INDEX = "index"
-
-
 @dataclass(frozen=True)
 class RuntimeNode:
     """A node of the optimized graph: what kernel runs, in which precision."""
 
     name: str
     op: str
-    precision: str
+    precision: OpPrecision
 
 
 def optimized_graph(content: bytes, *, level: str = "all") -> Any:
@@ -97,7 +88,7 @@ def runtime_nodes(optimized: Any) -> dict[str, RuntimeNode]:
     found: dict[str, RuntimeNode] = {}
     for node in graph.node:  # ORT writes the graph in topological order
         precision = _precision(node, producer, consumers, constants, integer)
-        if precision == Precision.INT8 and node.op_type not in _INT_PASSTHROUGH_OUT:
+        if precision == OpPrecision.INT8 and node.op_type not in _INT_PASSTHROUGH_OUT:
             integer.update(o for o in node.output if o)
         if node.op_type == "QuantizeLinear":
             integer.update(o for o in node.output if o)
@@ -114,15 +105,15 @@ def _precision(
     consumers: dict[str, list[Any]],
     constants: set[str],
     integer: set[str],
-) -> str:
+) -> OpPrecision:
     op = node.op_type
     if op in CONVERSIONS:
-        return Precision.CONVERT
+        return OpPrecision.CONVERT
     if op in INTEGER_KERNELS:
-        return Precision.INT8
+        return OpPrecision.INT8
     activations = [i for i in node.input if i and i not in constants]
     if activations and all(i in integer for i in activations):
-        return Precision.INT8
+        return OpPrecision.INT8
     outputs = [o for o in node.output if o]
     fed_by_dq = bool(activations) and all(
         i in producer and producer[i].op_type == "DequantizeLinear"
@@ -133,7 +124,7 @@ def _precision(
         consumers.get(o) and all(c.op_type == "QuantizeLinear" for c in consumers[o])
         for o in outputs
     )
-    return Precision.FLOAT_QDQ if fed_by_dq and feeds_q else Precision.FLOAT
+    return OpPrecision.FLOAT_QDQ if fed_by_dq and feeds_q else OpPrecision.FLOAT
 
 
 class RuntimeIndex:

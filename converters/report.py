@@ -12,23 +12,23 @@ from pydantic import ConfigDict, Field
 
 from edgekit.converters.target_report import TargetReport
 from edgekit.figures import AccuracyFigures, EstimateInputs, LatencyFigures, SizeFigures
-from edgekit.manifest import ProfileRef
+from edgekit.manifest import ProfileRef, SourceKindName
 from edgekit.values import Frozen
 from edgekit.vocab import (
     BuildStatus,
     CalibrationMethod,
     CheckStatus,
     ModelFormat,
+    OpPrecision,
     PruneKind,
     Quantization,
     SelectionSite,
-    SourceKind,
 )
 
 
 class ModelRef(Frozen):
     path: str
-    kind: SourceKind
+    kind: SourceKindName
     sha256: str
 
 
@@ -163,7 +163,7 @@ class CandidateRow(Frozen):
 
 class OpTableRow(Frozen):
     op: str
-    precision: str
+    precision: OpPrecision
     count: int
     macs: int
 

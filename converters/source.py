@@ -8,8 +8,11 @@ questions, so it never needs to know which kind of model it holds.
 Adding a source kind means adding a module with a class that satisfies both :class:`Source`
 (its instances) and :class:`SourceType` (the class itself: ``accepts`` and ``open`` as
 classmethods), and one line in :mod:`edgekit.converters.source_registry` (or a call to its
-``register``). The shipped kinds: :mod:`~edgekit.converters.keras_source` (``.keras``, ``.h5``),
-:mod:`~edgekit.converters.saved_model_source`, :mod:`~edgekit.converters.onnx_source`.
+``register``). Its ``kind`` is a name of its own, recorded in the manifest; the shipped kinds'
+names are :class:`~edgekit.vocab.SourceKind`'s. The shipped kinds:
+:mod:`~edgekit.converters.keras_source` (``.keras``, ``.h5``),
+:mod:`~edgekit.converters.saved_model_source`, :mod:`~edgekit.converters.onnx_source` and
+:mod:`~edgekit.converters.torch_source` (``.pt2``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError
 from edgekit.manifest import TensorSpec
 from edgekit.progress import Progress
-from edgekit.vocab import ModelFormat, SourceKind
+from edgekit.vocab import ModelFormat
 
 # A shape of one sample (no batch axis) per input name.
 SampleShapes = Mapping[str, tuple[int, ...]]
@@ -39,8 +42,9 @@ class Source(Protocol):
         ...
 
     @property
-    def kind(self) -> SourceKind:
-        """What the user's file is, as recorded in the manifest."""
+    def kind(self) -> str:
+        """What the user's file is, as recorded in the manifest (a :class:`SourceKind` value
+        for the shipped sources)."""
         ...
 
     @property

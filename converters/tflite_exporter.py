@@ -36,7 +36,7 @@ from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError, DataError
 from edgekit.profiles import Build
 from edgekit.progress import Progress, SilentProgress
-from edgekit.vocab import CalibrationMethod, IODtype, ModelFormat, Quantization
+from edgekit.vocab import BackendName, CalibrationMethod, IODtype, ModelFormat, Quantization
 
 _LABELS = {
     Quantization.INT8: "int8 full-integer",
@@ -53,7 +53,7 @@ class TFLiteExporter:
 
     format = ModelFormat.TFLITE
     file_name = "model.tflite"
-    backend = "litert"
+    backend = BackendName.LITERT
 
     def __init__(self, saved_model_dir: Path) -> None:
         self.saved_model_dir = saved_model_dir

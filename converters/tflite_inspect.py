@@ -13,6 +13,7 @@ import numpy as np
 from edgekit._optional import require
 from edgekit.converters.model_stats import ModelStats, OpInfo, WeightInfo
 from edgekit.errors import ConversionError
+from edgekit.vocab import OpPrecision
 
 _WEIGHTED_OPS = frozenset(
     {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D", "BATCH_MATMUL"}
@@ -128,17 +129,17 @@ def _has_data(buffer: Any) -> bool:
     return bool(buffer.DataLength() or buffer.Size())
 
 
-def _precision(op: str, output_dtypes: list[str]) -> str:
+def _precision(op: str, output_dtypes: list[str]) -> OpPrecision:
     if op in _CONVERSION_OPS:
-        return "convert"
+        return OpPrecision.CONVERT
     first = output_dtypes[0] if output_dtypes else "other"
     if first in ("int8", "uint8"):
-        return "int8"
+        return OpPrecision.INT8
     if first == "int16":
-        return "int16"
+        return OpPrecision.INT16
     if first in ("float32", "float16"):
-        return "float"
-    return "index"
+        return OpPrecision.FLOAT
+    return OpPrecision.INDEX
 
 
 def _macs(op: str, inputs: list[int], outputs: list[int], shapes: list[tuple[int, ...]]) -> int:

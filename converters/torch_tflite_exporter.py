@@ -45,7 +45,7 @@ from edgekit.errors import ConversionError, DataError
 from edgekit.manifest import TensorSpec
 from edgekit.profiles import Build
 from edgekit.progress import Progress, SilentProgress
-from edgekit.vocab import CalibrationMethod, Layout, ModelFormat, Quantization
+from edgekit.vocab import BackendName, CalibrationMethod, Layout, ModelFormat, Quantization
 
 _LABELS = {
     "pt2e": "int8 PT2E per-channel (litert-torch)",
@@ -60,7 +60,7 @@ class TorchTFLiteExporter:
 
     format = ModelFormat.TFLITE
     file_name = "model.tflite"
-    backend = "litert"
+    backend = BackendName.LITERT
 
     def __init__(self, module: Any, example: tuple[Any, ...], *, layouts: Sequence[Layout | None]):
         """``module`` is the program's graph module, ``example`` its inputs (static shapes:

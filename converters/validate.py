@@ -17,7 +17,7 @@ from edgekit.figures import AccuracyFigures
 from edgekit.progress import Progress, SilentProgress
 from edgekit.runtime import Predictor, measure_latency, open_backend, to_model_dtype
 from edgekit.schema import LatencyStats
-from edgekit.vocab import ModelFormat
+from edgekit.vocab import MetricName, ModelFormat
 
 
 def outputs_of(
@@ -81,9 +81,9 @@ def accuracy_of(
     assert scored is not None  # a reference is given, so some metric always applies
     name, quantized = scored
     fp32: float | None = None  # SQNR has no fp32 figure: fp32 is the reference itself
-    if name == "top1" and data.y is not None:
+    if name is MetricName.TOP1 and data.y is not None:
         fp32 = metrics.top1(reference, data.y)
-    elif name == "agreement":
+    elif name is MetricName.AGREEMENT:
         fp32 = 100.0
     mid = None
     if pruned is not None:

@@ -88,6 +88,27 @@ class MetricName(StrEnum):
     SQNR_DB = "sqnr_db"
 
 
+class OpPrecision(StrEnum):
+    """What an op of an artifact runs as, in the op table."""
+
+    INT8 = "int8"  # an integer kernel (uint8 too)
+    INT16 = "int16"
+    FLOAT = "float"
+    FLOAT_QDQ = "float-qdq"  # a float kernel between DequantizeLinear and QuantizeLinear
+    CONVERT = "convert"  # quantize, dequantize, requantize
+    INDEX = "index"  # integer data that is not quantized (indices, shapes)
+
+    @property
+    def integer(self) -> bool:
+        """True for integer kernels on quantized data."""
+        return self in (OpPrecision.INT8, OpPrecision.INT16)
+
+    @property
+    def floating(self) -> bool:
+        """True for float kernels, between Q/DQ pairs or not."""
+        return self in (OpPrecision.FLOAT, OpPrecision.FLOAT_QDQ)
+
+
 class CheckStatus(StrEnum):
     """Outcome of one budget or compatibility check."""
 
@@ -156,11 +177,16 @@ class ReportFormat(StrEnum):
     JSON = "json"
 
     @classmethod
-    def for_path(cls, path: Path) -> ReportFormat:
-        """The format a file name asks for (.md, .csv, .json), HTML otherwise."""
-        suffix = path.suffix.lower().lstrip(".")
+    def from_suffix(cls, suffix: str) -> ReportFormat | None:
+        """The format a file suffix names (``md``, ``.markdown``, ``htm``, ...), or None."""
+        suffix = suffix.lower().lstrip(".")
         aliases = {"markdown": "md", "htm": "html"}
         try:
             return cls(aliases.get(suffix, suffix))
         except ValueError:
-            return cls.HTML
+            return None
+
+    @classmethod
+    def for_path(cls, path: Path) -> ReportFormat:
+        """The format a file name asks for (.md, .csv, .json), HTML otherwise."""
+        return cls.from_suffix(path.suffix) or cls.HTML

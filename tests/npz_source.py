@@ -26,7 +26,7 @@ from edgekit.datasets import LabelledData
 from edgekit.errors import ConversionError
 from edgekit.manifest import TensorSpec
 from edgekit.progress import Progress
-from edgekit.vocab import ModelFormat, PruneKind, SourceKind
+from edgekit.vocab import ModelFormat, PruneKind
 
 WEIGHTS = ("w1", "b1", "w2", "b2")
 
@@ -40,8 +40,7 @@ class NpzDenseSource:
     model: OnnxModel
     name: str
     sha256: str
-    # SourceKind is the closed set a manifest may record; the graph handed on is ONNX.
-    kind: SourceKind = SourceKind.ONNX
+    kind: str = "npz-dense"  # recorded in the manifest; not one of the shipped SourceKinds
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:

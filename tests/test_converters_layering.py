@@ -10,10 +10,14 @@ import sys
 import pytest
 from edgekit_testing import REPO
 
-# The pipeline's own modules; sources and exporters are where kinds and formats are told apart.
+# The pipeline's own modules and what they call for every source and format. Kinds and formats
+# are told apart only in the sources and exporters, and in the plug-ins that exist for one
+# format: the target tools (TFLM, Vela and the Edge TPU compiler read .tflite, target_checks)
+# and --emit c (c_array embeds a .tflite).
 PIPELINE = (
     "pipeline", "plan", "candidates", "selection", "explore", "choice", "reporting",
-    "bundle_output", "sample_output",
+    "bundle_output", "sample_output", "fallback", "budgets", "estimate", "validate", "report",
+    "prune", "model_stats", "drift_reference",
 )  # fmt: skip
 
 

@@ -9,7 +9,7 @@ import pytest
 from edgekit.converters.estimate import estimate_inputs, estimate_latency
 from edgekit.converters.model_stats import ModelStats, OpInfo
 from edgekit.profiles import Throughput, load_profile
-from edgekit.vocab import BackendName, ModelFormat
+from edgekit.vocab import BackendName, ModelFormat, OpPrecision
 
 
 def _stats(*ops: OpInfo, uncounted: tuple[str, ...] = ()) -> ModelStats:
@@ -19,7 +19,7 @@ def _stats(*ops: OpInfo, uncounted: tuple[str, ...] = ()) -> ModelStats:
 def test_an_onnx_artifact_for_rpi4_is_estimated_with_onnx_runtime_figures():
     profile = load_profile("rpi4")
     assert profile.runtime.backend == BackendName.LITERT  # the board's usual runtime
-    stats = _stats(OpInfo("Conv", "int8", 10_000_000))
+    stats = _stats(OpInfo("Conv", OpPrecision.INT8, 10_000_000))
     onnx = estimate_latency(stats, profile, ModelFormat.ONNX)
     tflite = estimate_latency(stats, profile, ModelFormat.TFLITE)
     assert onnx.runtime == BackendName.ONNXRUNTIME
@@ -35,14 +35,16 @@ def test_a_runtime_without_figures_gives_unknown_never_a_number():
     stripped = dataclasses.replace(
         profile, throughput={BackendName.LITERT: profile.throughput[BackendName.LITERT]}
     )
-    estimate = estimate_latency(_stats(OpInfo("Conv", "int8", 1000)), stripped, ModelFormat.ONNX)
+    estimate = estimate_latency(
+        _stats(OpInfo("Conv", OpPrecision.INT8, 1000)), stripped, ModelFormat.ONNX
+    )
     assert estimate.ms is None
     assert "no figures for onnxruntime" in estimate.unknown_reason
 
 
 def test_uncounted_ops_make_the_estimate_unknown():
     profile = load_profile("x86-64")
-    stats = _stats(OpInfo("Loop", "float", 0), uncounted=("Loop",))
+    stats = _stats(OpInfo("Loop", OpPrecision.FLOAT, 0), uncounted=("Loop",))
     estimate = estimate_latency(stats, profile, ModelFormat.ONNX)
     assert estimate.ms is None
     assert "Loop" in estimate.unknown_reason
@@ -53,10 +55,10 @@ def test_precision_aware_figures_and_per_op_cost():
         int8_gmacs=20.0, fp32_gmacs=10.0, int8_depthwise_gmacs=5.0, op_overhead_us=10.0
     )
     stats = _stats(
-        OpInfo("Conv", "int8", 2_000_000),
-        OpInfo("Conv", "int8", 1_000_000, depthwise=True),
-        OpInfo("Conv", "float-qdq", 1_000_000),
-        OpInfo("QuantizeLinear", "convert", 0),
+        OpInfo("Conv", OpPrecision.INT8, 2_000_000),
+        OpInfo("Conv", OpPrecision.INT8, 1_000_000, depthwise=True),
+        OpInfo("Conv", OpPrecision.FLOAT_QDQ, 1_000_000),
+        OpInfo("QuantizeLinear", OpPrecision.CONVERT, 0),
     )
     inputs = estimate_inputs(stats)
     assert (inputs.int8_macs, inputs.int8_depthwise_macs, inputs.float_macs, inputs.ops) == (

@@ -100,6 +100,8 @@ def test_a_new_source_kind_builds_end_to_end(npz_kind, dense_weights, tmp_path):
     assert art.latency.host_p50_ms is not None
     manifest = verify_bundle(tmp_path / "bundle")
     assert manifest.source_model.name == "dense.npz"
+    # The kind is the new source's own: no vocabulary line was added for it.
+    assert (manifest.source_model.kind, report.model.kind) == ("npz-dense", "npz-dense")
     assert manifest.artifact().metrics.accuracy == art.accuracy
     session = DeviceSession.open(tmp_path / "bundle")
     assert session.accuracy().value == manifest.artifact().metrics.eval_sample_value

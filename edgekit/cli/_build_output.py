@@ -141,7 +141,7 @@ def _op_table(art: ArtifactReport) -> Table:
     for column in ("op", "precision", "count", "MACs"):
         ops.add_column(column, justify="right" if column in ("count", "MACs") else "left")
     for row in art.ops:
-        style = "yellow" if row.precision in ("float", "float-qdq") else None
+        style = "yellow" if row.precision.floating else None
         ops.add_row(row.op, row.precision, str(row.count), f"{row.macs:,}", style=style)
     return ops
 

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 FLEET_BUCKETS = 48
 DEVICE_BUCKETS = 240
 _AGO = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-_KNOWN_SUFFIXES = {"html", "htm", "md", "markdown", "csv", "json"}
 
 
 def report(
@@ -116,7 +115,7 @@ def _format(out: Path, fmt: ReportFormat | None) -> ReportFormat:
         )
     if fmt is not None:
         return fmt
-    if suffix and suffix not in _KNOWN_SUFFIXES:
+    if suffix and ReportFormat.from_suffix(suffix) is None:
         raise EdgekitError(
             f"--out {out}: unknown report format {out.suffix!r}; use .html, .md, .csv or .json "
             "(or --format)"
