@@ -43,6 +43,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from report_factory import make_report
 
+from edgekit._wait import poll_until
 from edgekit.collector import Collector, Store, collector_settings
 
 PREFIX = "edgekit/v1"
@@ -181,9 +182,7 @@ class Rate:
 
 
 def _wait_for(sub, n: int, timeout_s: float) -> float:
-    deadline = time.monotonic() + timeout_s
-    while sub.received < n and time.monotonic() < deadline:
-        time.sleep(0.002)
+    poll_until(lambda: sub.received >= n, timeout_s=timeout_s, poll_s=0.002)
     return time.monotonic()
 
 

@@ -47,6 +47,7 @@ from bench_collector import _mosquitto, _payload, _template
 from fixtures_collector import postgres_database
 from nats_cluster import NatsCluster, server_version
 
+from edgekit._wait import poll_until
 from edgekit.collector import Collector, NatsCollectorSettings, Store, collector_settings
 from edgekit.collector.nats_consumer import NatsConsumer
 from edgekit.collector.nats_settings import StreamLayout, parse_servers
@@ -386,9 +387,7 @@ def run_fleet(devices: int, processes: int, seconds: float, interval: float, fol
             proc.join(30)
         published, acked = sum(r[0] for r in results), sum(r[1] for r in results)
         with Store(db_url, create=False) as store:
-            deadline = time.monotonic() + 120
-            while len(store.message_ids()) < acked and time.monotonic() < deadline:
-                time.sleep(0.2)
+            poll_until(lambda: len(store.message_ids()) >= acked, timeout_s=120, poll_s=0.2)
             elapsed = time.monotonic() - started
             time.sleep(2.0)  # the last statuses
             stored = len(store.message_ids())

@@ -18,6 +18,7 @@ from fixtures_mqtt import Subscriber
 from live_sqlite import scalar
 
 from edgekit._net import free_port
+from edgekit._wait import poll_until
 from edgekit.eval_sample import read_inputs
 from edgekit.schema import STATUS_OFFLINE, STATUS_ONLINE, parse_report
 
@@ -144,9 +145,7 @@ def test_sigkill_and_restart_loses_nothing_from_the_outbox(bundle, mqtt_broker, 
     outbox = tmp_path / "outbox.sqlite"
     mqtt_broker.stop()
     process = _daemon(bundle, mqtt_broker.url, outbox, "--interval", "0.2")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not outbox.exists() or _pending(outbox) < 4):
-        time.sleep(0.2)
+    poll_until(lambda: outbox.exists() and _pending(outbox) >= 4, timeout_s=30, poll_s=0.2)
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     buffered = _pending(outbox)

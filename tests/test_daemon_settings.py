@@ -55,6 +55,18 @@ def test_every_setting_is_a_field_of_the_one_model():
     assert set(LAYERED) == set(DaemonSettings.model_fields)
 
 
+def test_every_setting_has_a_flag_of_edgekit_daemon():
+    """The first layer exists for every setting: the command's parameters are exactly the
+    model's fields (BUNDLE is the argument), plus --config, which says where the file is."""
+    import inspect
+
+    from edgekit.cli.daemon import daemon
+
+    assert set(inspect.signature(daemon).parameters) == set(DaemonSettings.model_fields) | {
+        "config"
+    }
+
+
 @pytest.mark.parametrize("name", sorted(LAYERED))
 def test_flags_beat_environment_beats_file_beats_default(name, tmp_path):
     file_value, env_value, flag_value = LAYERED[name]

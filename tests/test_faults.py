@@ -19,6 +19,8 @@ import pytest
 from edgekit_testing import EDGEKIT, FAULT_FIGURES
 from live_sqlite import query, scalar
 
+from edgekit._wait import poll_until, wait_until
+
 pytestmark = pytest.mark.slow
 
 DEVICES = ("board-a", "board-b", "board-c")
@@ -39,9 +41,7 @@ class Fleet:
              "--client-id", "fault-collector", "--batch-size", "20"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while not self.db.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        poll_until(self.db.exists, timeout_s=20, poll_s=0.1)
         time.sleep(1.0)  # subscribed
 
     def stop_collector(self, *, kill: bool = False) -> None:
@@ -90,10 +90,11 @@ class Fleet:
         return sent
 
     def wait_stored(self, total: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while sum(len(v) for v in self.stored().values()) < total:
-            assert time.monotonic() < deadline, f"stored {self.stored()} of {total}"
-            time.sleep(0.2)
+        def count() -> int:
+            return sum(len(v) for v in self.stored().values())
+
+        wait_until(lambda: count() >= total, timeout_s=timeout, poll_s=0.2,
+                   what=f"{total} stored reports")  # fmt: skip
 
     def account(self, scenario: str, config) -> None:
         """Check every report arrived exactly once and record the figures."""
@@ -157,10 +158,7 @@ def test_daemon_killed_and_restarted(fleet, request):
     fleet.start_collector()
     steady = [fleet.daemon(d, 20) for d in DEVICES[1:]]
     victim = fleet.daemon(DEVICES[0], 1000)
-    deadline = time.monotonic() + 30
-    while len(fleet.stored().get(DEVICES[0], [])) < 5:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: len(fleet.stored().get(DEVICES[0], [])) >= 5, what="5 victim reports")
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     _finish(fleet.daemon(DEVICES[0], 10))  # picks up what the outbox held, then 10 more
@@ -190,12 +188,8 @@ def test_outbox_torn_by_a_power_cut(fleet, request):
     fleet.broker.stop()  # nothing leaves the board: every report waits in its outbox
     board = fleet.daemon(DEVICES[0], 1000, interval=0.05)
     outbox = fleet.outbox(DEVICES[0])
-    deadline = time.monotonic() + 30
-    while True:
-        assert time.monotonic() < deadline
-        if outbox.exists() and scalar(outbox, "SELECT count(*) FROM outbox") >= 8:
-            break
-        time.sleep(0.1)
+    wait_until(lambda: outbox.exists() and scalar(outbox, "SELECT count(*) FROM outbox") >= 8,
+               what="8 reports in the outbox", poll_s=0.1)  # fmt: skip
     board.send_signal(signal.SIGKILL)
     board.wait(10)
     assert _tear_wal(outbox) > 0

@@ -33,7 +33,7 @@ from nats_testing import (
 )
 from report_factory import make_report, report_message
 
-from edgekit._wait import wait_until
+from edgekit._wait import poll_until, wait_until
 from edgekit.collector import StreamLayout
 from edgekit.collector.nats_stream import MQTT_STREAM
 
@@ -151,9 +151,7 @@ def fleet(jetson_build, tmp_path) -> Iterator[NatsFleet]:
 def _wait_for(fleet: NatsFleet, total: int, timeout_s: float = 90) -> None:
     """Until ``total`` reports are stored, or the deadline (the accounting then says what is
     missing)."""
-    deadline = time.monotonic() + timeout_s
-    while fleet.count() < total and time.monotonic() < deadline:
-        time.sleep(0.3)
+    poll_until(lambda: fleet.count() >= total, timeout_s=timeout_s, poll_s=0.3)
 
 
 def _finish(board: subprocess.Popen[str]) -> None:

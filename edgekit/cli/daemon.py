@@ -205,6 +205,17 @@ def daemon(
             show_default=False,
         ),
     ] = None,
+    selection_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help=_help(
+                "Folder where the choice among a bundle's candidates is remembered per host.",
+                "selection_cache",
+                default="the outbox's folder",
+            ),
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Measure BUNDLE every interval (latency, accuracy, memory) and report each window over
     MQTT, keeping every report in a durable outbox until the broker acknowledges it."""
@@ -219,6 +230,7 @@ def daemon(
         "certfile": certfile, "keyfile": keyfile, "mqtt": mqtt, "flush_timeout": flush_timeout,
         "trust_key": trust_key, "prefix": prefix, "deploy_dir": deploy_dir,
         "store_ca_file": store_ca_file, "reselect": reselect, "select_seconds": select_seconds,
+        "selection_cache": selection_cache,
     }  # fmt: skip
     _run(resolve_settings(flags=flags, environ=environ, config_file=config))
 

@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit._net import free_port
+from edgekit._wait import poll_until
 from edgekit.demo.rollout import windows_sent
 from edgekit.errors import EdgekitError
 from edgekit.progress import Progress
@@ -64,15 +64,18 @@ def run_fleet(
             Store(db_url) as store,
             progress.task(f"{len(boards)} simulated boards reporting", total=expected) as task,
         ):
-            stored = 0
-            deadline = time.monotonic() + 60 + reports * interval_s * 3
-            while stored < expected and time.monotonic() < deadline and collector.alive():
-                time.sleep(0.5)
+            counted = [0]
+
+            def done() -> bool:  # every report stored, or no collector left to store them
                 now = len(store.message_ids())
-                task.advance(min(now, expected) - min(stored, expected))
-                stored = now
+                task.advance(min(now, expected) - min(counted[0], expected))
+                counted[0] = now
+                return now >= expected or not collector.alive()
+
+            timeout = 60 + reports * interval_s * 3
+            poll_until(done, timeout_s=timeout, poll_s=0.5)
             try:
-                if then is not None and stored >= expected:
+                if then is not None and counted[0] >= expected:
                     then(url, db_url)
             finally:
                 for process in processes:
@@ -81,9 +84,7 @@ def run_fleet(
             failed = [b.device_id for b, p in zip(boards, processes, strict=True) if _finish(p)]
             sent = sum(windows_sent(_outbox(out_dir, b)) for b in boards)
             # What the boards flushed on SIGTERM reaches the collector a moment later.
-            wait_deadline = time.monotonic() + 30
-            while len(store.message_ids()) < sent and time.monotonic() < wait_deadline:
-                time.sleep(0.2)
+            poll_until(lambda: len(store.message_ids()) >= sent, timeout_s=30, poll_s=0.2)
     if failed:
         raise EdgekitError(f"simulated board(s) {', '.join(failed)} failed; see {out_dir}/logs")
     with Store(db_url) as store:
