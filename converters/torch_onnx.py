@@ -57,12 +57,17 @@ def _torchscript(
     module: Any, example: tuple[Any, ...], out: Path, *, inputs: Sequence[str], first: str
 ) -> None:
     torch = torch_module()
+    # An exported program's module refuses train() and eval(): its graph fixed the mode when it
+    # was captured. The exporter is asked to leave the mode as it is (PRESERVE), and the module
+    # says it is not training, so that nothing is exported as training either.
+    for sub in module.modules():
+        sub.training = False
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # "You are using the legacy TorchScript-based ..."
             torch.onnx.export(
                 module, example, str(out), dynamo=False, opset_version=_TORCHSCRIPT_OPSET,
-                input_names=list(inputs),
+                input_names=list(inputs), training=torch.onnx.TrainingMode.PRESERVE,
             )  # fmt: skip
     except Exception as exc:
         raise ConversionError(

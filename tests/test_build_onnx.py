@@ -386,7 +386,8 @@ def test_onnx_model_for_a_tflite_only_profile(digits, digits_data, tmp_path):
         "build", model, "--profile", "coral-edgetpu", "--calibration", digits_data[0],
         "--out", tmp_path / "o",
     )  # fmt: skip
-    assert_one_clear_error(result, "can only become onnx")
+    # and says how a PyTorch user gets a tflite instead
+    assert_one_clear_error(result, "can only become onnx", "pass the torch.export program (.pt2")
 
 
 def test_a_model_with_two_inputs_builds_to_onnx_and_runs(digits, tmp_path):

@@ -174,10 +174,13 @@ def test_a_pt2e_graph_converted_without_quant_config_is_caught(rescnn_exporter):
 
 
 def test_an_nn_module_builds_from_python(digits_cnn, tmp_path):
+    """Through the public entry point, ``edgekit.build``, as the README shows it."""
+    import edgekit
+
     module, (x_train, _, x_test, y_test) = digits_cnn
-    report = build_module(module, example_inputs=torch.from_numpy(x_train[:1]), profile="x86-64",
-                          calibration=x_train[:300], eval=(x_test, y_test), name="digits_cnn",
-                          out_dir=tmp_path / "bundle", latency_runs=5)  # fmt: skip
+    report = edgekit.build(module, example_inputs=torch.from_numpy(x_train[:1]), profile="x86-64",
+                           calibration=x_train[:300], eval=(x_test, y_test), name="digits_cnn",
+                           out_dir=tmp_path / "bundle", latency_runs=5)  # fmt: skip
     assert report.status == "ok"
     art = report.primary
     assert art.accuracy.fp32 == pytest.approx(top1(module, x_test, y_test), abs=0.25)
@@ -255,3 +258,52 @@ def test_pt2e_keeps_the_modules_the_ranking_names_float(rescnn_exporter):
     rows = _tensor_types(kept.content)
     assert ("FULLY_CONNECTED", "FLOAT32", True) in rows  # the head stayed float
     assert {dtype for op, dtype, _ in rows if op == "CONV_2D"} == {"INT8"}
+
+
+_WITHOUT_ONNXSCRIPT = """
+import sys
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name == "onnxscript" or name.startswith("onnxscript."):
+            raise ImportError("onnxscript is blocked in this run")
+sys.meta_path.insert(0, _Blocked())
+import json
+from pathlib import Path
+import numpy as np
+import onnxruntime as ort
+import torch
+sys.path.insert(0, "tests")
+from torch_models import ResCNN
+from edgekit.converters.torch_onnx import export_onnx
+
+torch.manual_seed(0)
+module = ResCNN(channels=8).eval()
+x = torch.rand(2, 1, 28, 28)
+program = torch.export.export(module, (x[:1],))
+model = export_onnx(program, (x[:1],), work_dir=Path(sys.argv[1]), name="rescnn")
+session = ort.InferenceSession(model.serialized(), providers=["CPUExecutionProvider"])
+got = session.run(None, {session.get_inputs()[0].name: x[:1].numpy()})[0]
+with torch.no_grad():
+    want = module(x[:1]).numpy()
+print(json.dumps({"notes": list(model.notes), "max_diff": float(np.abs(got - want).max())}))
+"""
+
+
+def test_where_the_dynamo_exporter_fails_torchscript_exports_and_the_note_says_why(tmp_path):
+    """Without onnxscript (which torch.onnx.export(dynamo=True) needs) the TorchScript exporter
+    makes the ONNX model, the model computes what the module does, and the note says so."""
+    import json
+    import subprocess
+    import sys
+
+    from edgekit_testing import REPO
+
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_ONNXSCRIPT, str(tmp_path)],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    (note,) = out["notes"]
+    assert note.startswith("onnx: torch.onnx.export(dynamo=True) failed (")
+    assert "onnxscript" in note
+    assert note.endswith("exported with the TorchScript exporter instead")
+    assert out["max_diff"] < 1e-4
