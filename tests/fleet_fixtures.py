@@ -4,25 +4,30 @@ boards vary them (host machine, drift summaries, board selections), stored in a 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from report_factory import BUNDLES, BundleSpec, make_report
 
 from edgekit.collector import Store
+from edgekit.collector.snapshot import ReportFilter
+from edgekit.deploy_wire import FitBudgets
+from edgekit.fleet_report import FleetFigures, fleet_figures
+from edgekit.rollout.evidence import evidence, fleet
+from edgekit.rollout.gate import WaveVerdict, decide_wave, judge_board
+from edgekit.rollout.plan import GatePolicy, plan_waves
+from edgekit.rollout.repository import RolloutDb
 from edgekit.schema import Report
 
 START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 # A second build per profile, as a rebuild would make it.
 V2 = tuple(
-    BundleSpec(
-        b.bundle_id + "-v2",
-        b.profile,
-        b.est_latency_ms * 0.8,
-        b.fp32,
-        b.quantized - 0.1,
-        b.model_bytes,
+    replace(
+        b,
+        bundle_id=b.bundle_id + "-v2",
+        est_latency_ms=b.est_latency_ms * 0.8,
+        quantized=b.quantized - 0.1,
     )
     for b in BUNDLES
 )
@@ -94,3 +99,67 @@ def store_fleet(url: str, boards: list[Board], **extra: Any) -> None:
                     seq += 1
             if board.status is not None:
                 store.add_status(board.device_id, board.status)
+
+
+def figures_of(url: str, **filters: Any) -> FleetFigures:
+    """The fleet report's figures of the store at ``url``, read as ``edgekit report`` does."""
+    with Store(url, create=False) as store:
+        return fleet_figures(store.snapshot(filters=ReportFilter(**filters)))
+
+
+def store_judged_rollout(
+    url: str, rollout_id: str, *, old: BundleSpec, new: BundleSpec, speeds: dict[str, float]
+) -> WaveVerdict:
+    """A rollout of ``new`` to boards running ``old`` (``speeds``: each board's p50 on ``new``
+    over its p50 on ``old``), in one wave judged by the real gate on three windows a side."""
+    policy = GatePolicy(windows=3, p50_ratio=1.5, accuracy_drop_pt=1.0)
+    devices = sorted(speeds)
+    p50 = {device: 2.0 + i for i, device in enumerate(devices)}  # boards of different speed
+    with Store(url) as store:
+        for device in devices:
+            for seq in range(policy.windows):
+                store.add_report(report(device, seq, bundle=old, p50_ms=p50[device]))
+    with RolloutDb(url) as db:
+        with db.reading("a test's rollout") as conn:
+            boards = {b.device_id: b for b in fleet(conn)}
+        db.create(_rollout_row(rollout_id, new, policy),
+                  plan_waves(devices, canary="100%", waves="100%"), boards)  # fmt: skip
+        lease = (rollout_id, "test", 60.0)
+        db.acquire(*lease)
+        sent_at = db.mark_wave_sent(lease, 0, set())
+        with Store(url) as store:
+            for device in devices:
+                for seq in range(policy.windows, 2 * policy.windows):
+                    window = report(device, seq, bundle=new, p50_ms=p50[device] * speeds[device])
+                    store.add_report(window, received_at=sent_at + timedelta(seconds=seq))
+        with db.reading("a test's rollout") as conn:
+            found = evidence(conn, db.targets(rollout_id, wave=0), digest=new.digest,
+                             windows=policy.windows)  # fmt: skip
+        budget = policy.accuracy_drop_pt or 0.0
+        judged = tuple(judge_board(b, policy, budget_pt=budget) for b in found)
+        decided = decide_wave(judged, policy, timed_out=False)
+        assert decided is not None, "every board of the wave has its windows"
+        verdict = WaveVerdict(
+            wave=0, label="canary", passed=decided[0], reason=decided[1],
+            windows=policy.windows, p50_ratio_limit=policy.p50_ratio, accuracy_budget_pt=budget,
+            max_failures=policy.max_failures, boards=judged,
+            decided_at=sent_at + timedelta(minutes=1),
+        )  # fmt: skip
+        db.decide_wave(lease, verdict)
+    return verdict
+
+
+def _rollout_row(rollout_id: str, bundle: BundleSpec, policy: GatePolicy) -> dict[str, object]:
+    return {
+        "rollout_id": rollout_id,
+        "bundle_digest": bundle.digest,
+        "bundle_id": bundle.bundle_id,
+        "profile": bundle.profile,
+        "archive_sha256": "0" * 64,
+        "archive_size": 1000,
+        "url": f"http://store.invalid/{bundle.digest}.tar.gz",
+        "signature_required": True,
+        "selector": f"--profile {bundle.profile}",
+        "budgets_json": FitBudgets(max_model_mb=1, max_ram_mb=1).model_dump_json(),
+        "gate_json": policy.model_dump_json(),
+    }

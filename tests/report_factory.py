@@ -23,6 +23,12 @@ class BundleSpec:
     fp32: float
     quantized: float
     model_bytes: int
+    # What newer builds add: the eval-sample samples behind fp32 and quantized, the variant, and
+    # the build host's side-by-side p50 of the artifact and of its fp32 model (None: unknown).
+    samples: int | None = None
+    variant: str | None = None
+    host_p50_ms: float | None = None
+    host_p50_fp32_ms: float | None = None
 
     @property
     def digest(self) -> str:
@@ -87,6 +93,10 @@ def make_report(
                 "fp32": bundle.fp32,
                 "quantized": bundle.quantized,
                 "model_bytes": bundle.model_bytes,
+                "samples": bundle.samples,
+                "variant": bundle.variant,
+                "host_p50_ms": bundle.host_p50_ms,
+                "host_p50_fp32_ms": bundle.host_p50_fp32_ms,
             },
             "host": {
                 "hostname": device_id,

@@ -26,7 +26,9 @@ def test_demo_builds_runs_collects_and_reports(tmp_path):
         bundles = db.execute(
             "SELECT device_id, count(DISTINCT bundle_digest) FROM reports GROUP BY device_id"
         ).fetchall()
-        rollouts = db.execute("SELECT rollout_id, profile, state FROM rollouts").fetchall()
+        rollouts = db.execute(
+            "SELECT rollout_id, bundle_id, profile, state FROM rollouts"
+        ).fetchall()
         waves = db.execute("SELECT label, size, state, verdict_json FROM rollout_waves").fetchall()
     # The boards report on while the second variant is rolled out: more than two windows each.
     counts = dict(rows)
@@ -37,7 +39,7 @@ def test_demo_builds_runs_collects_and_reports(tmp_path):
     assert sent is not None, result.stderr
     assert sent.group(1) == sent.group(2) == str(sum(counts.values()))  # nothing lost
     # The rollout: v2 to the rpi4 board through a canary wave, judged on what it measured.
-    [(rollout_id, profile, state)] = rollouts
+    [(rollout_id, bundle_id, profile, state)] = rollouts
     assert profile == "rpi4"
     assert state in ("succeeded", "rolled_back")  # the gate's verdict on this machine
     assert [(label, size) for label, size, _, _ in waves] == [("canary", 1)]
@@ -45,3 +47,11 @@ def test_demo_builds_runs_collects_and_reports(tmp_path):
     assert '"device_id":"rpi4-01"' in waves[0][3]  # its gate figures are kept
     assert f"rollout {rollout_id}: {state}" in result.stderr
     assert dict(bundles) == {"rpi4-01": 2, "jetson-nano-01": 1}  # before and after, for rpi4
+    # The report shows the rollout: its bundle, its state, its wave and the board the gate judged.
+    start = html.index('id="view-rollouts"')
+    shown = " ".join(html[start : html.index("</section>", start)].split())
+    assert f"{rollout_id}: {bundle_id}" in shown
+    assert f'<span class="badge">{state}</span>' in shown
+    (label, size, wave_state, _) = waves[0]
+    assert f'<tr><td>{label}</td><td class="n">{size}</td><td>{wave_state}</td>' in shown
+    assert 'href="#device/rpi4-01"' in shown.split('<table class="gate">')[1]

@@ -6,27 +6,28 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import re
-from datetime import timedelta
+import statistics
 
 import pytest
-from fleet_fixtures import REFERENCE, START, V2, Board, report, store_fleet, summary
+from fleet_fixtures import (
+    START,
+    V2,
+    Board,
+    figures_of,
+    report,
+    store_fleet,
+    store_judged_rollout,
+)
 from report_factory import BUNDLES, make_report
+from rich.console import Console
 
 from edgekit.collector import Store
 from edgekit.collector.rollout_queries import RolloutView, WaveView
-from edgekit.collector.snapshot import ReportFilter
-from edgekit.fleet_report import fleet_figures, render
-from edgekit.fleet_report.compare import Pair, compare, interval, t975
-from edgekit.fleet_report.hosts import Health, HostMatch
+from edgekit.fleet_report import fleet_figures, print_summary, render
+from edgekit.fleet_report.hosts import HostMatch
 from edgekit.fleet_report.render import CSV_COLUMNS
 from edgekit.vocab import ReportFormat
-
-
-def _figures(url: str, **filters):
-    with Store(url, create=False) as store:
-        return fleet_figures(store.snapshot(filters=ReportFilter(**filters)))
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def figures(tmp_path):
         store.add_status("rpi4-a", "online")
         store.add_status("rpi5-a", "offline")
         store.add_rejected("edgekit/v1/x|y/report", b"{", "payload: Invalid | JSON")
-    return _figures(url)
+    return figures_of(url)
 
 
 def test_closed_loop_and_accuracy_deltas(figures):
@@ -143,138 +144,6 @@ def test_empty_database_gives_a_clear_message(tmp_path, fmt):
         assert "No reports yet" in text
 
 
-def test_aggregates_are_exact_and_the_same_on_every_database(store_url):
-    """Sums over buckets, per device and per bundle equal the plain means of the stored windows;
-    SQLite and PostgreSQL bucket time the same way."""
-    boards = [Board(f"rpi4-{i}", bundles=(BUNDLES[0], V2[0]), speed=1 + i / 10, windows=25)
-              for i in range(3)]  # fmt: skip
-    store_fleet(store_url, boards)
-    f = _figures(store_url)
-    assert f.report_count == 150
-    assert f.axis is not None
-    assert f.axis.count == 48
-    raw = {
-        (b.device_id, bundle.digest): [
-            bundle.est_latency_ms * b.speed * (1 + 0.01 * (s % 3)) + (s % 7) * 0.05
-            for s in range(k * 25, k * 25 + 25)
-        ]
-        for b in boards
-        for k, bundle in enumerate(b.bundles)
-    }
-    for row in f.device_bundles:
-        values = raw[(row.device_id, row.bundle_digest)]
-        assert row.p50_ms == pytest.approx(sum(values) / len(values), rel=1e-12)
-        assert row.reports == 25
-    for series in f.bundle_series:
-        assert sum(series.windows) == 75
-        mine = [v for (_, d), vs in raw.items() if d == series.bundle_digest for v in vs]
-        weighted = sum(p * n for p, n in zip(series.p50_ms, series.windows, strict=True))
-        assert weighted / 75 == pytest.approx(sum(mine) / 75, rel=1e-12)
-    history = {d.device_id: d.history for d in f.devices}
-    assert [s.windows for s in history["rpi4-0"]] == [25, 25]
-    assert history["rpi4-0"][0].bundle_digest == BUNDLES[0].digest
-
-
-def test_filters_select_exactly_their_reports(store_url):
-    store_fleet(store_url, [Board("rpi4-a", windows=10), Board("rpi5-a", bundles=(BUNDLES[1],),
-                                                               windows=10)])  # fmt: skip
-    assert _figures(store_url, device="rpi4-a").report_count == 10
-    only = _figures(store_url, profile="rpi5")
-    assert [d.device_id for d in only.devices] == ["rpi5-a"]
-    assert [b.profile for b in only.bundles] == ["rpi5"]
-    since = _figures(store_url, since=START + timedelta(minutes=6))
-    assert since.report_count == 8  # windows 6..9 of both boards
-    assert _figures(store_url, device="nobody").report_count == 0
-
-
-def test_simulated_hosts_are_marked_and_left_out_of_the_estimate(tmp_path):
-    url = f"sqlite:///{tmp_path / 'f.db'}"
-    store_fleet(url, [Board("pi-real", speed=1.2), Board("pi-vm", speed=0.1, machine="x86_64"),
-                      Board("x86-gw", bundles=(BUNDLES[2],), machine="x86_64")])  # fmt: skip
-    f = _figures(url)
-    hosts = {d.device_id: d.host for d in f.devices}
-    assert hosts == {
-        "pi-real": HostMatch.MATCH,
-        "pi-vm": HostMatch.SIMULATED,
-        "x86-gw": HostMatch.MATCH,
-    }
-    rpi4 = next(b for b in f.bundles if b.profile == "rpi4")
-    real = next(r for r in f.device_bundles if r.device_id == "pi-real")
-    assert rpi4.board_p50_ms == pytest.approx(real.p50_ms)  # the VM's 10x faster p50 left out
-    loop = next(p for p in f.profiles if p.profile == "rpi4")
-    assert loop.simulated_reports == 6
-    assert "simulated" in render(f, ReportFormat.HTML, source="x")
-
-
-def test_health_tells_offline_from_silent(tmp_path):
-    url = f"sqlite:///{tmp_path / 'f.db'}"
-    store_fleet(url, [Board("stopped", status="offline"), Board("quiet", status="online")])
-    health = {d.device_id: d.health for d in _figures(url).devices}
-    # Windows from 2025: the online board has not reported for far more than 3 intervals.
-    assert health == {"stopped": Health.OFFLINE, "quiet": Health.SILENT}
-    assert Health.OFFLINE.value in render(_figures(url), ReportFormat.MD, source="x")
-
-
-def test_ab_with_two_boards_says_not_enough_data(tmp_path):
-    url = f"sqlite:///{tmp_path / 'f.db'}"
-    store_fleet(url, [Board(f"pi-{i}", bundles=(BUNDLES[0], V2[0])) for i in range(2)])
-    (c,) = _figures(url).comparisons
-    assert not c.enough
-    assert c.latency is None
-    assert c.verdict.startswith("not enough data: 2 board(s)")
-    assert "faster" not in c.verdict
-    assert "slower" not in c.verdict
-
-
-def test_ab_with_enough_boards_names_the_faster_build_with_an_interval(tmp_path):
-    url = f"sqlite:///{tmp_path / 'f.db'}"
-    boards = [Board(f"pi-{i}", bundles=(BUNDLES[0], V2[0]), speed=1 + 0.07 * i) for i in range(5)]
-    store_fleet(url, boards)
-    (c,) = _figures(url).comparisons
-    assert c.enough
-    assert c.latency is not None
-    assert c.latency.n == 5
-    est, low, high = c.change_pct
-    assert low < est < high < 0  # v2's estimate is 0.8x; the jitter keeps each board's ratio apart
-    assert f"{V2[0].bundle_id} · {V2[0].digest[:7]} is faster" in c.verdict
-    assert "95 % CI" in c.verdict
-
-
-def test_t_interval_and_verdicts_on_known_numbers():
-    assert t975(1) == pytest.approx(12.706)
-    assert t975(60) == pytest.approx(2.000, abs=2e-3)  # the expansion beyond the table
-    i = interval([1.0, 2.0, 3.0, 4.0])
-    assert (i.mean, i.low, i.high) == pytest.approx(
-        (2.5, 2.5 - 3.182 * 0.6455, 2.5 + 2.054), abs=1e-3
-    )
-    same = [Pair(f"d{k}", 1.0, 1.0 * (1 + (-1) ** k * 0.02), 5, 5, None, None) for k in range(6)]
-    c = compare("rpi4", ("a", "A"), ("b", "B"), same, boards=6)
-    assert c.verdict.startswith("no clear latency difference")
-    few_windows = [dataclasses.replace(p, windows_b=2) for p in same]
-    assert not compare("rpi4", ("a", "A"), ("b", "B"), few_windows, boards=6).enough
-
-
-def test_drift_flags_a_shifted_board_and_not_a_steady_one(tmp_path):
-    url = f"sqlite:///{tmp_path / 'f.db'}"
-    steady = summary([2, 2, 2, 2, 2, 2, 2, 2, 2, 2])
-    shifted = summary([10, 8, 2, 0, 0, 0, 0, 0, 0, 0], mean=0.6)
-    with Store(url) as store:
-        for seq in range(10):
-            for device, watched in (("steady", steady), ("shifted", shifted)):
-                drift = {"eval_sample": REFERENCE, "watched": watched, "reference": REFERENCE}
-                store.add_report(report(device, seq, drift=drift))
-    f = _figures(url)
-    flagged = {(d.device_id, d.source) for d in f.drift if d.flagged}
-    assert flagged == {("shifted", "watch")}
-    steady_score = next(d for d in f.drift if d.device_id == "steady" and d.source == "watch")
-    assert steady_score.samples == 200
-    assert steady_score.psi < steady_score.threshold
-    shifted_score = next(d for d in f.drift if d.device_id == "shifted" and d.source == "watch")
-    assert shifted_score.mean_shift == pytest.approx((0.6 - 0.3) / 0.35, rel=1e-6)
-    assert {d.device_id for d in f.devices if d.drifting} == {"shifted"}
-    assert "shifted" in render(f, ReportFormat.MD, source="x").split("## Drifting boards")[1]
-
-
 def test_board_selection_and_rollouts_render_only_when_present(tmp_path):
     url = f"sqlite:///{tmp_path / 'f.db'}"
     selection = {
@@ -287,7 +156,7 @@ def test_board_selection_and_rollouts_render_only_when_present(tmp_path):
     }
     with Store(url) as store:
         store.add_report(report("plain", 0))
-    plain = render(_figures(url), ReportFormat.HTML, source="x")
+    plain = render(figures_of(url), ReportFormat.HTML, source="x")
     assert 'id="view-candidates"' not in plain
     assert 'id="view-rollouts"' not in plain
     with Store(url) as store:
@@ -309,10 +178,166 @@ def test_board_selection_and_rollouts_render_only_when_present(tmp_path):
     assert "3 healthy" in html
 
 
-def test_psi_noise_level_tracks_the_sample_size():
-    from edgekit.drift import psi, psi_noise
+# -- build figures, candidates chosen on boards, rollouts' gates -------------------------------
 
-    small, large = [3, 2, 5], [300, 200, 500]
-    assert psi_noise(small, small) > 10 * psi_noise(large, large)
-    assert psi(large, large) == 0.0
-    assert math.isfinite(psi([10, 0, 0], [0, 0, 10]))
+
+def _section(html: str, view: str) -> str:
+    """One view of the page, its whitespace collapsed."""
+    start = html.index(f'id="view-{view}"')
+    return " ".join(html[start : html.index("</section>", start)].split())
+
+
+def _html_row(section: str, needle: str) -> str:
+    """The table row of ``section`` holding ``needle``."""
+    return next(row for row in section.split("<tr>") if needle in row)
+
+
+def test_build_accuracy_names_its_samples_and_slower_than_fp32_is_warned(tmp_path):
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    slower = dataclasses.replace(BUNDLES[0], samples=200, host_p50_ms=2.6, host_p50_fp32_ms=2.2)
+    faster = dataclasses.replace(BUNDLES[1], samples=1, host_p50_ms=0.9, host_p50_fp32_ms=1.4)
+    older = BUNDLES[2]  # reports of bundles from before these figures: none of them
+    store_fleet(url, [Board("pi4", bundles=(slower,)), Board("pi5", bundles=(faster,)),
+                      Board("gw", bundles=(older,), machine="x86_64")])  # fmt: skip
+    f = figures_of(url)
+    label = {b.bundle_id: b.label for b in f.bundles}
+    warning = (
+        f"{label[slower.bundle_id]}: slower than fp32 on its build host: "
+        f"{slower.host_p50_ms:.4g} ms against {slower.host_p50_fp32_ms:.4g} ms"
+    )
+    on = {
+        slower.bundle_id: f"build, eval sample, {slower.samples} samples",
+        faster.bundle_id: f"build, eval sample, {faster.samples} sample",
+        older.bundle_id: "sample count unknown",
+    }
+    assert f.fp32_warnings == (warning,)  # not the faster bundle, nor the one without figures
+    assert {b.bundle_id: b.samples for b in f.bundles} == {
+        s.bundle_id: s.samples for s in (slower, faster, older)
+    }
+    html = render(f, ReportFormat.HTML, source="x")
+    warned = re.search(r'<ul class="warn" id="fp32-warnings">(.*?)</ul>', html, re.S)
+    assert warned is not None
+    assert re.findall(r"<li>(.*?)</li>", warned[1]) == [warning]
+    assert warned.start() > html.index('id="view-overview"')
+    bundles = _section(html, "bundles")
+    for bundle_id, text in on.items():
+        assert text in _html_row(bundles, label[bundle_id])
+    assert "bad" in _html_row(bundles, label[slower.bundle_id]).split(on[slower.bundle_id])[1]
+    markdown = render(f, ReportFormat.MD, source="x").splitlines()
+    assert f"- {warning}" in markdown
+    for bundle_id, text in on.items():
+        assert text in next(line for line in markdown if line.startswith(f"| {label[bundle_id]}"))
+    data = json.loads(render(f, ReportFormat.JSON, source="x"))
+    assert data["fp32_warnings"] == [warning]
+    for b in data["bundles"]:
+        assert on[b["bundle_id"]] in b["build_accuracy_on"]
+    console = Console(record=True, width=400)
+    print_summary(f, console)
+    terminal = console.export_text()
+    assert f"warning: {warning}" in terminal
+    assert all(text in terminal for text in on.values())
+    assert label[faster.bundle_id] not in terminal.split("warning:", 1)[1]
+    table = render(f, ReportFormat.CSV, source="x")
+    rows = {r["device_id"]: r for r in csv.DictReader(io.StringIO(table))}
+    assert rows["pi4"]["accuracy_build_samples"] == str(slower.samples)
+    assert rows["gw"]["accuracy_build_samples"] == ""
+
+
+# Per board: the candidate it chose, and each candidate's p50 (None: it could not run) and
+# whether it was within budget; then the runner-up each board's choice must be set against.
+CHOICES = {
+    "gw-0": ("model.onnx", {"model.onnx": (0.5, True), "model.tflite": (0.9, True)}),
+    "gw-1": ("model.onnx", {"model.onnx": (0.6, True), "model.tflite": (0.75, True)}),
+    "gw-2": ("model.onnx", {"model.onnx": (0.4, True), "model.tflite": (0.3, False),
+                            "model-fp16.tflite": (0.52, True)}),
+    "gw-3": ("model.tflite", {"model.onnx": (1.0, True), "model.tflite": (0.7, True)}),
+    "gw-4": ("model.onnx", {"model.onnx": (0.45, True), "model.tflite": (0.2, False),
+                            "model-fp16.tflite": (None, False)}),
+}  # fmt: skip
+RUNNER_UP = {"gw-0": "model.tflite", "gw-1": "model.tflite", "gw-2": "model-fp16.tflite",
+             "gw-3": "model.onnx", "gw-4": None}  # fmt: skip
+
+
+def _selection(chosen: str, candidates: dict[str, tuple[float | None, bool]]) -> dict:
+    return {
+        "chosen": chosen,
+        "measured_at": START.isoformat(),
+        "candidates": [{"artifact": a, "p50_ms": p50, "within_budget": ok}
+                       for a, (p50, ok) in candidates.items()],
+    }  # fmt: skip
+
+
+def test_candidates_view_shows_each_boards_margin_and_a_summary_per_bundle(tmp_path):
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    bundle = BUNDLES[2]
+    with Store(url) as store:
+        for device, (chosen, candidates) in CHOICES.items():
+            store.add_report(report(device, 0, bundle=bundle, machine="x86_64",
+                                    selection=_selection(chosen, candidates)))  # fmt: skip
+    f = figures_of(url)
+    expected = {}
+    for device, (chosen, candidates) in CHOICES.items():
+        rival = RUNNER_UP[device]
+        won = candidates[chosen][0]
+        lost = candidates[rival][0] if rival else None
+        margin = (lost / won - 1) * 100 if won and lost else None
+        expected[device] = (chosen, won, rival, lost, margin)
+    assert sorted(c.device_id for c in f.choices) == sorted(expected)
+    for c in f.choices:
+        got = (c.chosen, c.chosen_p50_ms, c.runner_up, c.runner_up_p50_ms, c.margin_pct)
+        assert got == pytest.approx(expected[c.device_id])
+    lines = []
+    for chosen in ("model.onnx", "model.tflite"):  # the most chosen first
+        boards = [d for d, e in expected.items() if e[0] == chosen]
+        margins = [expected[d][4] for d in boards if expected[d][4] is not None]
+        plural = "s" if len(boards) > 1 else ""
+        lines.append(f"{len(boards)} board{plural} chose {chosen} "
+                     f"(median margin {statistics.median(margins):.1f} %)")  # fmt: skip
+    assert [s.text for s in f.choice_summaries] == lines
+    label = f.bundles[0].label
+    view = _section(render(f, ReportFormat.HTML, source="x"), "candidates")
+    for line in lines:
+        assert f"<li>{label}: {line}</li>" in view
+    for device, (_, won, rival, lost, margin) in expected.items():
+        row = _html_row(view, f'href="#device/{device}"')
+        if rival is None:
+            assert "no other candidate within budget ran" in row
+        else:
+            assert f"{won:.3f} ms against {lost:.3f} ms ({rival}): {margin:+.1f} %" in row
+    markdown = render(f, ReportFormat.MD, source="x")
+    for line in lines:
+        assert f"- {label}: {line}" in markdown
+    gw0 = expected["gw-0"]
+    assert f"| gw-0 | {label} | {gw0[0]} | {gw0[1]:.3f} | {gw0[2]} | {gw0[3]:.3f} |" in markdown
+    data = json.loads(render(f, ReportFormat.JSON, source="x"))
+    assert [s["boards"] for s in data["choice_summaries"]] == [4, 1]
+
+
+def test_rollout_waves_show_each_boards_gate_figures(tmp_path):
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    verdict = store_judged_rollout(url, "r-gate-01", old=BUNDLES[0], new=V2[0],
+                                   speeds={"pi-fast": 0.9, "pi-slow": 3.0})  # fmt: skip
+    f = figures_of(url)
+    (rollout,) = f.rollouts
+    assert rollout.waves[0].verdict == verdict
+    by_board = {b.device_id: b for b in verdict.boards}
+    assert (by_board["pi-fast"].verdict, by_board["pi-slow"].verdict) == ("pass", "fail")
+    view = _section(render(f, ReportFormat.HTML, source="x"), "rollouts")
+    assert f"r-gate-01: {V2[0].bundle_id}" in view
+    assert f"failed: {verdict.reason}" in view
+    assert f"at most {verdict.p50_ratio_limit:g}x its own on the previous bundle" in view
+    for device, b in by_board.items():
+        row = _html_row(view, f'href="#device/{device}"')
+        assert f"<td>{b.verdict}</td>" in row
+        for figure in (b.p50_new_ms, b.p50_previous_ms):
+            assert f"{figure:.3f} ({verdict.windows} windows)" in row
+        assert f"{b.p50_ratio:.2f}x (at most {verdict.p50_ratio_limit:g}x)" in row
+        assert f"{b.accuracy_new:.2f}" in row
+        assert f"{b.accuracy_build:.2f} (budget {verdict.accuracy_budget_pt:g} pt)" in row
+        assert (" bad" in row) is (b.p50_ratio > verdict.p50_ratio_limit)
+    assert by_board["pi-slow"].reason in _html_row(view, 'href="#device/pi-slow"')
+    markdown = render(f, ReportFormat.MD, source="x")
+    slow = by_board["pi-slow"]
+    assert (f"| canary | pi-slow | fail | {slow.p50_new_ms:.3f} / {slow.p50_previous_ms:.3f} | "
+            f"{slow.p50_ratio:.2f}x |") in markdown  # fmt: skip
+    assert f"| {verdict.p50_ratio_limit:g}x | {verdict.accuracy_budget_pt:g} pt |" in markdown

@@ -29,6 +29,9 @@ SELECTION = {
         {"artifact": "model.tflite", "p50_ms": 0.9, "within_budget": True, "reason": "slower"},
     ],
 }
+# The rpi4 boards' first build: slower than its fp32 model on the build host, which the
+# overview must warn about.
+SLOWER = dataclasses.replace(BUNDLES[0], samples=200, host_p50_ms=2.6, host_p50_fp32_ms=2.2)
 
 
 @pytest.fixture
@@ -69,7 +72,7 @@ def _fleet(url: str) -> None:
     """Four rpi4 boards moved to a faster build (enough for a verdict), two rpi5 boards (not
     enough), an x86 gateway that chose among candidates, an 'rpi4' that is an x86_64 VM, one
     board whose watched inputs drift."""
-    boards = [Board(f"rpi4-lab-{i:02d}", bundles=(BUNDLES[0], V2[0]), speed=1 + 0.1 * i)
+    boards = [Board(f"rpi4-lab-{i:02d}", bundles=(SLOWER, V2[0]), speed=1 + 0.1 * i)
               for i in range(4)]  # fmt: skip
     boards += [Board(f"rpi5-shop-{i:02d}", bundles=(BUNDLES[1], V2[1])) for i in range(2)]
     boards += [Board("rpi4-vm-01", speed=0.05, machine="x86_64", status="offline")]
@@ -145,6 +148,12 @@ def test_every_view_draws_and_the_drill_down_navigates(browser, tmp_path):
     page = Page(browser, _page(tmp_path, "fleet"), tmp_path)
     page.show("overview", ("plot-overview-time",))
     assert "Best bundle per profile" in page.text("#view-overview")
+    warnings = browser.find_element("id", "fp32-warnings")
+    assert warnings.is_displayed()
+    assert warnings.text == (
+        f"fashion-cnn-rpi4 · {SLOWER.digest[:7]} · rpi4: slower than fp32 on its build host: "
+        f"{SLOWER.host_p50_ms:.4g} ms against {SLOWER.host_p50_fp32_ms:.4g} ms"
+    )
     assert page.layout("plot-overview-time")["yaxis"]["type"] == "log"
 
     page.show("latency", ("plot-latency", "plot-latency-boards", "plot-latency-time"))
@@ -178,6 +187,7 @@ def test_every_view_draws_and_the_drill_down_navigates(browser, tmp_path):
 
     page.show(f"bundle/{V2[0].digest}", ("plot-bundle-latency", "plot-bundle-boards"))
     assert "fashion-cnn-rpi4-v2" in page.text("#bundle-title")
+    assert "fp32 / quantized (build, sample count unknown" in page.text("#bundle-facts")
     assert page.layout("plot-bundle-latency")["yaxis"]["type"] == "log"
 
     page.show("drift", ("plot-drift",))

@@ -21,6 +21,7 @@ from edgekit.collector.queries import existing_keys, last_statuses
 from edgekit.collector.rows import (
     HOST_COLUMNS,
     REPORT_COLUMNS,
+    bundle_build_row,
     bundle_row,
     host_values,
     rejected_row,
@@ -29,11 +30,19 @@ from edgekit.collector.rows import (
     sqlite_time,
     status_row,
 )
-from edgekit.collector.tables import Bundle, Device, RejectedRow, ReportRow, StatusRow
+from edgekit.collector.tables import (
+    Bundle,
+    BundleBuild,
+    Device,
+    RejectedRow,
+    ReportRow,
+    StatusRow,
+)
 from edgekit.schema import Report
 
 _devices: Table = Device.__table__  # type: ignore[assignment]
 _bundles: Table = Bundle.__table__  # type: ignore[assignment]
+_builds: Table = BundleBuild.__table__  # type: ignore[assignment]
 _reports: Table = ReportRow.__table__  # type: ignore[assignment]
 _statuses: Table = StatusRow.__table__  # type: ignore[assignment]
 _rejected: Table = RejectedRow.__table__  # type: ignore[assignment]
@@ -101,16 +110,13 @@ def write(conn: Connection, plan: Plan, *, skip_stored: bool) -> BatchResult:
     first_by_digest: dict[str, Report] = {}
     for item in plan.reports:
         first_by_digest.setdefault(item.report.bundle_digest, item.report)
-    insert_missing(
-        conn,
-        _bundles,
-        "bundle_digest",
+    if first_by_digest:
         # Sorted for the same reason as devices: concurrent inserts lock in one order.
-        [
-            bundle_row(first_by_digest[d], plan.reports[0].received_at)
-            for d in sorted(first_by_digest)
-        ],
-    )
+        firsts = [first_by_digest[d] for d in sorted(first_by_digest)]
+        seen = plan.reports[0].received_at
+        insert_missing(conn, _bundles, "bundle_digest", [bundle_row(r, seen) for r in firsts])
+        # Apart from bundles: a bundle stored before this table existed gets its row here.
+        insert_missing(conn, _builds, "bundle_digest", [bundle_build_row(r) for r in firsts])
     stored = insert_reports(conn, plan.reports, skip_stored=skip_stored)
     write_drift(conn, plan.reports)
     changes = _record_statuses(conn, plan.statuses)

@@ -36,7 +36,15 @@ from edgekit.collector.snapshot import (
     RejectedEntry,
     ReportFilter,
 )
-from edgekit.collector.tables import Bundle, Device, RejectedRow, ReportRow, StatusRow, as_utc
+from edgekit.collector.tables import (
+    Bundle,
+    BundleBuild,
+    Device,
+    RejectedRow,
+    ReportRow,
+    StatusRow,
+    as_utc,
+)
 from edgekit.schema import Selection, utc_now
 
 # Bound parameters per IN (...) list; far below SQLite's and PostgreSQL's limits.
@@ -50,6 +58,7 @@ _ROLLOUTS = 20
 
 _devices: Table = Device.__table__  # type: ignore[assignment]
 _bundles: Table = Bundle.__table__  # type: ignore[assignment]
+_builds: Table = BundleBuild.__table__  # type: ignore[assignment]
 _reports: Table = ReportRow.__table__  # type: ignore[assignment]
 _statuses: Table = StatusRow.__table__  # type: ignore[assignment]
 _rejected: Table = RejectedRow.__table__  # type: ignore[assignment]
@@ -210,9 +219,16 @@ def _bundle_rows(
     query = select(_bundles).order_by(
         _bundles.c.profile, _bundles.c.bundle_id, _bundles.c.bundle_digest
     )
+    # A database made before bundle_builds has none of its figures: they read as None.
+    if inspect(conn).has_table(_builds.name):
+        extra = [c for c in _builds.c if c.name != "bundle_digest"]
+        query = query.add_columns(*extra).outerjoin(
+            _builds, _builds.c.bundle_digest == _bundles.c.bundle_digest
+        )
     for row in conn.execute(query):
         if filters.active and row.bundle_digest not in reports:
             continue
+        build = row._mapping
         yield BundleRow(
             bundle_digest=row.bundle_digest,
             bundle_id=row.bundle_id,
@@ -227,6 +243,10 @@ def _bundle_rows(
             devices=len(devices.get(row.bundle_digest, ())),
             reports=reports.get(row.bundle_digest, 0),
             first_seen=as_utc(row.first_seen),
+            samples=build.get("samples"),
+            variant=build.get("variant"),
+            host_p50_ms=build.get("host_p50_ms"),
+            host_p50_fp32_ms=build.get("host_p50_fp32_ms"),
         )
 
 

@@ -104,6 +104,18 @@ def bundle_row(report: Report, received_at: datetime) -> dict[str, Any]:
     }
 
 
+def bundle_build_row(report: Report) -> dict[str, Any]:
+    """The bundle_builds row a report describes: the build figures the bundles row predates."""
+    build = report.build
+    return {
+        "bundle_digest": report.bundle_digest,
+        "samples": build.samples,
+        "variant": build.variant,
+        "host_p50_ms": build.host_p50_ms,
+        "host_p50_fp32_ms": build.host_p50_fp32_ms,
+    }
+
+
 def host_values(report: Report) -> dict[str, Any]:
     """The device columns a report's host facts fill (``HOST_COLUMNS``)."""
     return report.host.model_dump()

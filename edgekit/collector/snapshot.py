@@ -181,6 +181,11 @@ class BundleRow:
     devices: int
     reports: int
     first_seen: datetime | None = None
+    # From the bundle_builds table; None when unknown (an older bundle, or an older database).
+    samples: int | None = None  # eval-sample samples fp32 and quantized were measured on
+    variant: str | None = None
+    host_p50_ms: float | None = None  # the build host's one-sample p50 of the artifact
+    host_p50_fp32_ms: float | None = None  # and of its fp32 model, side by side
 
 
 @dataclass(frozen=True, slots=True)

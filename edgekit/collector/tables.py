@@ -25,6 +25,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Rejected payloads are kept for diagnosis, not archived: a few KiB shows what was wrong.
 REJECTED_PAYLOAD_KEEP = 4096
+# Tables added after the first release: a database made before them still reads (without them).
+_OPTIONAL = {"info": {"optional": True}}
 
 
 class Base(DeclarativeBase):
@@ -69,6 +71,26 @@ class Bundle(Base):
     quantized: Mapped[float | None] = mapped_column(Float)
     model_bytes: Mapped[int] = mapped_column(BigInteger)
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BundleBuild(Base):
+    """Build figures of a bundle that came after the bundles table: how many eval-sample samples
+    its accuracies were measured on, its variant, and its side-by-side p50 on the build host.
+
+    Optional, like the drift tables: a database made before it reads as having none of these
+    figures, and a collector adds it (and fills it as reports of each bundle arrive).
+    """
+
+    __tablename__ = "bundle_builds"
+    __table_args__ = _OPTIONAL
+
+    bundle_digest: Mapped[str] = mapped_column(
+        ForeignKey("bundles.bundle_digest"), primary_key=True
+    )
+    samples: Mapped[int | None] = mapped_column(Integer)  # None: a bundle from an older edgekit
+    variant: Mapped[str | None] = mapped_column(String(64))
+    host_p50_ms: Mapped[float | None] = mapped_column(Float)  # the shipped artifact
+    host_p50_fp32_ms: Mapped[float | None] = mapped_column(Float)  # its fp32 model
 
 
 # What ix_reports_cells holds: the grouping keys first, then every column the report aggregates.

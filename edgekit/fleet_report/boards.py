@@ -74,6 +74,7 @@ class DeviceBundleFigures:
     accuracy_on_device: float | None
     accuracy_fp32: float | None
     accuracy_build: float | None
+    accuracy_build_samples: int | None  # eval-sample samples behind both build figures
     delta_vs_fp32: float | None
     delta_vs_build: float | None
     model_bytes: int
@@ -150,7 +151,9 @@ def device_bundle_figures(
                 max_p99_ms=t.max_p99_ms, est_latency_ms=b.est_latency_ms,
                 measured_over_estimated=ratio(t.p50_ms, b.est_latency_ms),
                 accuracy_metric=last.accuracy_metric, accuracy_on_device=t.accuracy,
-                accuracy_fp32=fp32, accuracy_build=build, delta_vs_fp32=delta(t.accuracy, fp32),
+                accuracy_fp32=fp32, accuracy_build=build,
+                accuracy_build_samples=b.samples if same else None,
+                delta_vs_fp32=delta(t.accuracy, fp32),
                 delta_vs_build=delta(t.accuracy, build), model_bytes=b.model_bytes,
                 peak_rss_mb=t.max_rss_mb, init_ms=t.init_ms, first_ms=t.first_ms,
             )

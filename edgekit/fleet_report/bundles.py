@@ -33,6 +33,11 @@ class BundleFigures:
     metric: str | None
     fp32: float | None
     quantized: float | None
+    samples: int | None  # the eval-sample samples fp32 and quantized were measured on
+    build_accuracy_on: str  # those samples in words: "build, eval sample, 200 samples"
+    variant: str | None
+    host_p50_ms: float | None  # the build host's one-sample p50 of the artifact
+    host_p50_fp32_ms: float | None  # and of its fp32 model, side by side
     devices: int
     reports: int
     p50_ms: float | None
@@ -62,6 +67,23 @@ class BundleFigures:
     def estimate_ratio(self) -> float | None:
         """Measured p50 on real boards over the build's estimate."""
         return ratio(self.board_p50_ms, self.est_latency_ms)
+
+    @property
+    def slower_than_fp32(self) -> bool:
+        """True when what ships ran slower than its fp32 model on the build host."""
+        if self.host_p50_ms is None or self.host_p50_fp32_ms is None:
+            return False
+        return self.host_p50_ms > self.host_p50_fp32_ms
+
+    @property
+    def fp32_warning(self) -> str | None:
+        """The warning line when it is slower than fp32 on its build host, else None."""
+        if not self.slower_than_fp32:
+            return None
+        return (
+            f"{self.label}: slower than fp32 on its build host: "
+            f"{self.host_p50_ms:.4g} ms against {self.host_p50_fp32_ms:.4g} ms"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +117,22 @@ def bundle_label(bundle_id: str, digest: str, profile: str) -> str:
     return f"{bundle_id} · {digest[:7]} · {profile}"
 
 
+def build_accuracy_on(samples: int | None, *, measured: bool = True) -> str:
+    """Which samples, and how many, the build's fp32 and quantized accuracy were measured on."""
+    if not measured:
+        return "no accuracy measured at build"
+    if samples is None:
+        # Reports of bundles from before edgekit 0.2 do not say (their figures may come from
+        # all the build's eval data, not the eval sample the boards score).
+        return "build, sample count unknown (a bundle from an older edgekit)"
+    return f"build, eval sample, {samples} sample{'' if samples == 1 else 's'}"
+
+
+def fp32_warnings(bundles: Sequence[BundleFigures]) -> tuple[str, ...]:
+    """One line per bundle that ran slower than its fp32 model on its build host."""
+    return tuple(w for b in bundles if (w := b.fp32_warning) is not None)
+
+
 def bundle_figures(snapshot: FleetSnapshot, pairs: Pairs) -> tuple[BundleFigures, ...]:
     """Each bundle's build figures beside the fleet's measurements."""
     machines = {d.device_id: d.machine for d in snapshot.devices}
@@ -118,7 +156,12 @@ def bundle_figures(snapshot: FleetSnapshot, pairs: Pairs) -> tuple[BundleFigures
                 label=bundle_label(b.bundle_id, b.bundle_digest, b.profile), profile=b.profile,
                 artifact=b.artifact, format=b.format, model_bytes=b.model_bytes,
                 first_seen=b.first_seen, est_latency_ms=b.est_latency_ms, metric=b.metric,
-                fp32=b.fp32, quantized=b.quantized, devices=b.devices, reports=t.windows,
+                fp32=b.fp32, quantized=b.quantized, samples=b.samples,
+                build_accuracy_on=build_accuracy_on(
+                    b.samples, measured=b.fp32 is not None or b.quantized is not None
+                ),
+                variant=b.variant, host_p50_ms=b.host_p50_ms,
+                host_p50_fp32_ms=b.host_p50_fp32_ms, devices=b.devices, reports=t.windows,
                 p50_ms=t.p50_ms if measured else None,
                 p90_ms=t.mean(t.sum_p90_ms) if measured else None,
                 p99_ms=t.mean(t.sum_p99_ms) if measured else None,

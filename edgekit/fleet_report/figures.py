@@ -33,7 +33,14 @@ from edgekit.fleet_report.bundles import (
     ProfileLoop,
     best_bundles,
     bundle_figures,
+    fp32_warnings,
     profile_loops,
+)
+from edgekit.fleet_report.candidates import (
+    BoardChoice,
+    ChoiceSummary,
+    board_choices,
+    choice_summaries,
 )
 from edgekit.fleet_report.compare import Comparison, comparisons
 from edgekit.fleet_report.drift_view import DriftScore, drift_scores
@@ -63,6 +70,9 @@ class FleetFigures:
     comparisons: tuple[Comparison, ...]
     drift: tuple[DriftScore, ...]
     selections: tuple[BoardSelection, ...]
+    choices: tuple[BoardChoice, ...]  # each selection with its runner-up and margin
+    choice_summaries: tuple[ChoiceSummary, ...]  # per bundle: N boards chose X
+    fp32_warnings: tuple[str, ...]  # bundles slower than fp32 on their build host
     rollouts: tuple[Any, ...]  # edgekit.collector.rollout_queries.RolloutView
     recent_rejected: tuple[RejectedEntry, ...]
     bundle_series: tuple[Series, ...]  # the fleet's windows per bundle over time
@@ -140,6 +150,7 @@ def fleet_figures(snapshot: FleetSnapshot) -> FleetFigures:
     drift = drift_scores(snapshot)
     devices = device_figures(snapshot, totals, labels, drift)
     pairs = device_bundle_figures(snapshot, totals, labels, {d.device_id: d for d in devices})
+    choices = board_choices(snapshot.selections, labels)
     axis = snapshot.axis
     merge = next((m for limit, m in _COARSE if len(devices) > limit), 1)
     per_device: dict[str, list[Any]] = {}
@@ -160,6 +171,9 @@ def fleet_figures(snapshot: FleetSnapshot) -> FleetFigures:
         comparisons=comparisons(bundles, pairs),
         drift=drift,
         selections=snapshot.selections,
+        choices=choices,
+        choice_summaries=choice_summaries(choices),
+        fp32_warnings=fp32_warnings(bundles),
         rollouts=snapshot.rollouts,
         recent_rejected=snapshot.recent_rejected,
         bundle_series=by_bundle(snapshot.cells, axis) if axis else (),

@@ -40,6 +40,7 @@ CSV_COLUMNS = (
     "accuracy_on_device",
     "accuracy_fp32",
     "accuracy_build",
+    "accuracy_build_samples",
     "delta_vs_fp32",
     "delta_vs_build",
     "model_bytes",

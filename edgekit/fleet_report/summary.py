@@ -46,10 +46,11 @@ def print_summary(figures: FleetFigures, console: Console) -> None:
                       accuracy, error)  # fmt: skip
     console.print(table)
     console.print(
-        "accuracy: on device / at build, on the eval sample; est. error: measured p50 on real "
-        "boards against the build's estimate",
+        f"accuracy: on device / at build ({_build_samples(figures)}); est. error: measured p50 "
+        "on real boards against the build's estimate",
         style="dim",
         highlight=False,
+        markup=False,
     )
     health = figures.health_counts()
     console.print(
@@ -65,14 +66,31 @@ def print_summary(figures: FleetFigures, console: Console) -> None:
             "(simulated or mismatched)",
             highlight=False,
         )
+    for warning in figures.fp32_warnings:
+        console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
     for c in figures.comparisons[:_SHOWN]:
         console.print(f"A/B {c.profile}: {c.verdict}", highlight=False, markup=False)
+    for choice in figures.choice_summaries[:_SHOWN]:
+        console.print(f"candidates {choice.label}: {choice.text}", highlight=False, markup=False)
     drifting = figures.drifting
     for d in drifting[:_SHOWN]:
         source = "watched inputs" if d.source == "watch" else "eval sample"
         console.print(f"drift: {d.device_id} ({source}): {d.reason}", highlight=False, markup=False)
     if len(drifting) > _SHOWN:
         console.print(f"... and {len(drifting) - _SHOWN} more drifting", highlight=False)
+
+
+def _build_samples(figures: FleetFigures) -> str:
+    """What the build's accuracy in the table was measured on: once when every row says the
+    same, else per profile."""
+    on: dict[str, list[str]] = {}
+    for best in figures.best:
+        b = figures.bundle(best.bundle_digest)
+        if b is not None:
+            on.setdefault(b.build_accuracy_on, []).append(best.profile)
+    if len(on) <= 1:
+        return next(iter(on), "build")
+    return "; ".join(f"{', '.join(profiles)}: {text}" for text, profiles in on.items())
 
 
 def _n(value: float | None) -> str:

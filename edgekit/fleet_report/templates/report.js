@@ -283,8 +283,10 @@
       row(["digest", el("td", {}, el("code", {}, b.d)), "artifact", b.artifact + " (" + b.format + ")", "size", num(b.kib, 1) + " KiB"]),
       row(["estimated", num(b.est) + " ms", "measured p50 / p99", num(b.p50) + " / " + num(b.p99) + " ms",
            "on real boards", b.board_p50 === null ? "none (simulated hosts only)" : num(b.board_p50) + " ms"]),
-      row([(b.metric || "accuracy") + " fp32 / quantized (build)", num(b.fp32) + " / " + num(b.quantized), "on device",
+      row([(b.metric || "accuracy") + " fp32 / quantized (" + b.on + ")", num(b.fp32) + " / " + num(b.quantized), "on device",
            num(b.acc), "boards / reports", b.boards + " / " + b.reports]),
+      row(["variant", b.variant || "-", "build host p50: this / fp32", num(b.host) + " / " + num(b.host_fp32) + " ms",
+           "", ""]),
       row(["init", num(b.init) + " ms", "first inference", num(b.first) + " ms", "peak RSS", num(b.rss, 1) + " MB"]));
     const s = D.series.bundles.find((x) => x.d === digest);
     plot("plot-bundle-latency", s ? bands(s, b.label, b.color) : [], layout("The fleet on this bundle over time",
