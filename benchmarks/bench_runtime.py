@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import machine
 
 BARE = r"""
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
 backend, model, threads, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -51,7 +51,10 @@ times = []
 for _ in range(runs):
     s = time.perf_counter(); infer(); times.append((time.perf_counter() - s) * 1e3)
 times.sort()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# The process's own high-water mark, as edgekit reports it (ru_maxrss would carry the parent's
+# across fork and exec).
+with open("/proc/self/status") as status:
+    rss = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024
 print(json.dumps({"p50": times[len(times) // 2], "rss": rss, "cold": cold}))
 """
 

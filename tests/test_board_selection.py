@@ -151,15 +151,20 @@ def test_the_daemon_chooses_and_the_collector_stores_every_candidates_figures(
          "--client-id", "selection-collector"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    try:
+
+    def start_daemon(reports: int) -> subprocess.CompletedProcess:
         daemon = subprocess.run(
             [EDGEKIT, "daemon", str(two_candidates), "--broker", collector_mosquitto.url,
              "--device-id", "board-7", "--outbox", str(tmp_path / "outbox"), "--window", "20",
-             "--interval", "0.2", "--reports", "2", "--select-seconds", "3"],
+             "--interval", "0.2", "--reports", str(reports), "--select-seconds", "3"],
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert daemon.returncode == 0, daemon.stderr
         assert "chose model.fast.onnx among the bundle's candidates" in daemon.stderr
+        return daemon
+
+    try:
+        start_daemon(2)
         # The choice is remembered beside the outbox.
         assert list((tmp_path / "selection").iterdir())
 
@@ -175,11 +180,16 @@ def test_the_daemon_chooses_and_the_collector_stores_every_candidates_figures(
                     return []
 
         wait_until(lambda: len(stored()) >= 2, timeout_s=30, what="two reports stored")
+        start_daemon(1)  # restarted: it takes the remembered choice, without measuring again
+        wait_until(lambda: len(stored()) >= 3, timeout_s=30, what="the restart's report stored")
     finally:
         collector.send_signal(signal.SIGTERM)
         collector.wait(timeout=30)
-    for raw in stored():
-        report = parse_report(raw.encode())
+    reports = [parse_report(raw.encode()) for raw in stored()]
+    assert len(reports) == 3
+    # One measurement for all three: the restarted daemon reports the remembered one.
+    assert len({r.selection.measured_at for r in reports if r.selection is not None}) == 1
+    for report in reports:
         assert report.artifact == "model.fast.onnx"
         assert report.selection is not None
         assert {c.artifact for c in report.selection.candidates} == {

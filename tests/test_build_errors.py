@@ -65,10 +65,13 @@ def test_corrupted_archive_member(tmp_path, fashion_cnn):
 
 
 def test_unsupported_model_file(tmp_path, fashion_cnn):
-    other = tmp_path / "model.pt"
+    # A .pt file is a PyTorch checkpoint, with its own message (tests/test_torch_inputs.py).
+    other = tmp_path / "model.caffemodel"
     other.write_bytes(b"\x80\x02")
     assert_one_clear_error(
-        _build(other, tmp_path, *_with_data(fashion_cnn)), "unsupported model file"
+        _build(other, tmp_path, *_with_data(fashion_cnn)),
+        "unsupported model file",
+        "expected .keras",  # and says what it takes
     )
 
 
