@@ -33,6 +33,8 @@ _PACKAGES = {
     "tflite-runtime": "tflite_runtime",
     "onnxruntime": "onnxruntime",
 }
+_DISTRIBUTIONS = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime",
+                  "onnxruntime": "onnxruntime"}  # fmt: skip
 
 
 class Backend(Protocol):
@@ -64,6 +66,23 @@ class Backend(Protocol):
 def available_backends() -> list[str]:
     """Names of all backends edgekit knows, installed or not."""
     return sorted(_BACKENDS)
+
+
+def installed_interpreters() -> tuple[str, ...]:
+    """``name version`` of each backend installed here (versions from package metadata, so
+    nothing is imported)."""
+    from importlib import metadata
+
+    found = []
+    for name in sorted(_BACKENDS):
+        if not installed(name):
+            continue
+        try:
+            version = metadata.version(_DISTRIBUTIONS[name])
+        except metadata.PackageNotFoundError:  # another distribution (onnxruntime-gpu, ...)
+            version = "unknown"
+        found.append(f"{name} {version}")
+    return tuple(found)
 
 
 def installed(name: str) -> bool:

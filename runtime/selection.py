@@ -21,7 +21,7 @@ from pathlib import Path
 
 from edgekit.errors import RuntimeBackendError
 from edgekit.manifest import Artifact, Manifest
-from edgekit.runtime.backend import Backend
+from edgekit.runtime.backend import Backend, installed_interpreters
 from edgekit.runtime.side_by_side import time_side_by_side
 from edgekit.schema import CandidateResult, Selection, utc_now
 from edgekit.vocab import MetricName, SelectionSite
@@ -44,8 +44,11 @@ def applies(manifest: Manifest) -> bool:
 
 
 def host_key() -> str:
-    """What makes this host this host, for the cache: name, CPU and cores."""
-    parts = (platform.node(), platform.machine(), platform.processor(), str(os.cpu_count()))
+    """What makes this host this host, for the cache: name, CPU and cores, and the interpreters
+    installed (a choice measured with ONNX Runtime present says nothing where it is not, and a
+    new interpreter version may change which candidate is fastest)."""
+    parts = (platform.node(), platform.machine(), platform.processor(), str(os.cpu_count()),
+             *installed_interpreters())  # fmt: skip
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

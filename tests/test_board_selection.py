@@ -196,3 +196,15 @@ def test_the_daemon_chooses_and_the_collector_stores_every_candidates_figures(
             "model.fast.onnx", "model.slow.onnx",
         }  # fmt: skip
         assert all(c.p50_ms is not None for c in report.selection.candidates)
+
+
+def test_a_choice_is_remembered_per_set_of_installed_interpreters(monkeypatch):
+    """A choice measured with ONNX Runtime installed is not taken where it is not (a board's
+    legacy venv), nor after an interpreter upgrade."""
+    from edgekit.runtime import selection
+
+    here = selection.host_key()
+    monkeypatch.setattr(selection, "installed_interpreters", lambda: ("tflite-runtime 2.14.0",))
+    legacy = selection.host_key()
+    monkeypatch.setattr(selection, "installed_interpreters", lambda: ("litert 9.9.9",))
+    assert len({here, legacy, selection.host_key()}) == 3

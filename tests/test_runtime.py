@@ -126,7 +126,7 @@ def test_cli_run_json_is_a_wire_report(jetson_build):
 
 def test_cli_run_table(jetson_build):
     _, bundle = jetson_build
-    result = run_edgekit("run", bundle, "--runs", "20", "--quiet")
+    result = run_edgekit("run", bundle, "--runs", "20", "--quiet", "--backend", "onnxruntime")
     assert result.returncode == 0, result.stderr
     for words in ("p50", "p99", "top1 on eval sample", "peak RSS", "onnxruntime"):
         assert words in result.stdout
