@@ -2,7 +2,8 @@
 
 Per format: the profile's scheme (already built, with the accuracy-aware fallback), the other
 quantizer variants the exporter names (ONNX: S8S8/U8S8 QDQ, per-channel and per-tensor weights;
-TFLite: dynamic-range, fp16), and fp32 where the board may run float. Then, measured side by side
+TFLite: dynamic-range, fp16), and fp32: a candidate where the board may run float, else only the
+reference that says when what ships is slower than the float model. Then, measured side by side
 on this machine (taking turns, until each median is known), the fastest int8 candidate is
 profiled per op against fp32, and the ops slower in int8 are kept float in one more candidate:
 the latency-aware fallback. Every candidate's accuracy is measured like the first one's; the
@@ -46,7 +47,8 @@ def explore(
         exporter = exporters[first.format]
         found.append(first)
         others = list(exporter.variants(plan.profile.build)[1:])
-        if float_allowed(plan) and first.artifact.scheme is not Quantization.NONE:
+        if first.artifact.scheme is not Quantization.NONE:
+            # Where the board runs int8 only the choice drops it; it is measured all the same.
             others.append(fp32_variant(exporter))
         for variant in others:
             with progress.task(f"Candidate: {variant.label} ({first.format.value})", total=0):

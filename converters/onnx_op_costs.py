@@ -105,19 +105,31 @@ def _regions(graph: Any, slow: set[str]) -> set[str]:
     consumers = _consumers(graph)
 
     def neighbours(node: Any) -> set[str]:
+        """The ops that produce what ``node`` reads and consume what it writes, looking through
+        data movement. Not its siblings (other readers of its inputs): two float readers of a
+        quantized tensor still need it dequantized, so nothing is saved between them."""
         found: set[str] = set()
-        frontier = [*node.input, *node.output]
+        up, down = list(node.input), list(node.output)
         seen: set[str] = set()
-        while frontier:
-            tensor = frontier.pop()
-            if tensor in seen or not tensor:
+        while up:
+            tensor = up.pop()
+            other = producer.get(tensor) if tensor and tensor not in seen else None
+            seen.add(tensor)
+            if other is None:
+                continue
+            if other.op_type in DATA_MOVEMENT_OPS:  # look through reshapes and the like
+                up.extend(other.input)
+            else:
+                found.add(other.name)
+        seen.clear()
+        while down:
+            tensor = down.pop()
+            if not tensor or tensor in seen:
                 continue
             seen.add(tensor)
-            for other in (producer.get(tensor), *consumers.get(tensor, ())):
-                if other is None or other is node:
-                    continue
-                if other.op_type in DATA_MOVEMENT_OPS:  # look through reshapes and the like
-                    frontier.extend([*other.input, *other.output])
+            for other in consumers.get(tensor, ()):
+                if other.op_type in DATA_MOVEMENT_OPS:
+                    down.extend(other.output)
                 else:
                     found.add(other.name)
         return found

@@ -32,6 +32,24 @@ def _se_hardswish_cnn():
     return keras.Model(inputs, keras.layers.Dense(10)(x))
 
 
+def _depthwise_se_cnn():
+    """Depthwise convolutions, hardswish and squeeze-excite with residual adds, no pointwise
+    convolutions: in ONNX Runtime most of its int8 ops run as float kernels between Q/DQ pairs,
+    so every int8 variant is slower than fp32 (about 1.4x here)."""
+    import keras
+
+    layers = keras.layers
+    inputs = keras.Input((28, 28, 1))
+    x = layers.Conv2D(32, 3, padding="same", activation="hard_silu")(inputs)
+    for _ in range(6):
+        y = layers.DepthwiseConv2D(3, padding="same", activation="hard_silu")(x)
+        se = layers.GlobalAveragePooling2D(keepdims=True)(y)
+        se = layers.Conv2D(32, 1, activation="hard_sigmoid")(se)
+        x = layers.Add()([x, layers.Multiply()([y, se])])
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(10)(x))
+
+
 def _wide_cnn():
     """Plain wide 3x3 convolutions: where integer kernels earn their keep."""
     import keras
@@ -187,3 +205,41 @@ def test_the_latency_aware_candidate_keeps_float_exactly_the_ops_its_profile_nam
             )
             assert not (inputs_dq and outputs_q), node.name
         assert any(n.op_type == "QuantizeLinear" for n in graph.node)  # the rest stays int8
+
+
+def test_an_int8_artifact_slower_than_fp32_here_is_said_with_both_figures(
+    fashion, request, tmp_path
+):
+    """A board that runs int8 only: int8 must ship even where it is slower on the build host,
+    and the build says so (warning line with both figures) in the report and in the terminal."""
+    from importlib import resources
+
+    from edgekit_testing import run_edgekit
+
+    model = _onnx_model("depthwise-se", _depthwise_se_cnn, fashion, request)
+    base = resources.files("edgekit.device_profiles").joinpath("x86-64.toml").read_text()
+    profile = tmp_path / "x86-int8-only.toml"
+    profile.write_text(
+        base.replace('name = "x86-64"', 'name = "x86-int8-only"')
+        .replace('formats = ["tflite", "onnx"]', 'formats = ["onnx"]')
+        .replace('quantization = "int8"', 'quantization = "int8"\nallow_float_fallback = false')
+    )
+    folder = fashion["folder"]
+    out = tmp_path / "bundle"
+    result = run_edgekit("build", model, "--profile", profile, "--calibration",
+                         folder / "calibration.npz", "--eval", folder / "eval.npz",
+                         "--out", out, "--json", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    from edgekit.converters.report import BuildReport
+
+    report = BuildReport.model_validate_json(result.stdout)
+    shipped = report.candidate(report.preferred)
+    fp32 = report.candidate("model.fp32.onnx")
+    assert shipped.quantization == "int8"
+    assert fp32.verdict.startswith("dropped: the board runs int8 only"), fp32.verdict
+    # What makes this the case: what ships is clearly slower here than the fp32 model.
+    assert shipped.host_p50_ms > fp32.host_p50_ms + shipped.host_p50_ci_ms + fp32.host_p50_ci_ms
+    (warning,) = [w for w in report.primary.warnings if "slower on this host than fp32" in w]
+    assert f"{shipped.host_p50_ms:.3g} ms against {fp32.host_p50_ms:.3g} ms" in warning
+    # One line in the terminal, with both figures
+    assert f"edgekit: warning: {report.preferred}: {warning}\n" in result.stderr
