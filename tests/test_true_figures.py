@@ -108,3 +108,51 @@ def test_an_explicit_eval_sample_size_is_taken_as_asked(image_model, tmp_path):
     report = _build_224(image_model, tmp_path / "bundle", eval_sample_size=40)
     assert report.eval_sample.samples == 40
     assert report.eval_sample.note is None
+
+
+def test_every_accuracy_pair_comes_from_the_same_samples_and_says_how_many(rpi4_build, tmp_path):
+    """The build report, `edgekit run --json` and the fleet report each put fp32 beside int8
+    measured on the same samples, and say on which and how many."""
+    import json
+    from datetime import UTC, datetime
+
+    from edgekit_testing import run_edgekit
+
+    from edgekit.collector import Store
+    from edgekit.collector.intake import AcceptedReport
+    from edgekit.fleet_report import fleet_figures, render
+    from edgekit.schema import parse_report
+    from edgekit.vocab import ReportFormat
+
+    report, bundle = rpi4_build
+    art = report.primary
+    # Build report: on all the eval data, both figures from the same samples...
+    assert art.accuracy.fp32 is not None
+    assert art.accuracy.quantized is not None
+    assert art.accuracy.samples == 2000
+    assert art.accuracy.data
+    # `edgekit run --json` (the board may choose among the bundle's candidates)...
+    run = run_edgekit("run", bundle, "--json", "-q", "--runs", "5")
+    assert run.returncode == 0, run.stderr
+    measured = parse_report(run.stdout.strip().encode())
+    # ...and the build's pair on the bundle's eval sample for what ran, which the board
+    # reproduces: its build block, beside the board's own figure on the same 200 samples.
+    on_sample = verify_bundle(bundle).artifact(measured.artifact).metrics.sample_accuracy
+    assert on_sample is not None
+    assert on_sample.samples == report.eval_sample.samples == 200
+    assert on_sample.fp32 is not None
+    assert on_sample.quantized is not None
+    assert (measured.build.fp32, measured.build.quantized, measured.build.samples) == (
+        on_sample.fp32, on_sample.quantized, on_sample.samples,
+    )  # fmt: skip
+    assert measured.accuracy.samples == on_sample.samples
+    assert measured.accuracy.value == on_sample.quantized
+    # Fleet report: the same pair, said to be the eval sample's 200.
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    with Store(url) as store:
+        store.add_batch([AcceptedReport(measured, datetime.now(UTC), run.stdout.strip().encode())])
+        figures = fleet_figures(store.snapshot())
+    data = json.loads(render(figures, ReportFormat.JSON, source=url))
+    (row,) = data["bundles"]
+    assert (row["fp32"], row["quantized"]) == pytest.approx((on_sample.fp32, on_sample.quantized))
+    assert "build, eval sample, 200 samples" in row["build_accuracy_on"]
