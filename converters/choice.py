@@ -214,7 +214,12 @@ def _latency_detail(plan: Plan, candidate: Candidate) -> str:
 def _ms(c: Candidate) -> str:
     if c.host is None:
         return "not measured"
-    return f"{c.host.p50_ms:.3g} ms (± {c.host.p50_ci_ms:.2g})"
+    return f"{c.host.p50_ms:.3g} ms (± {_percent(c.host.p50_ci_ms, c.host.p50_ms)})"
+
+
+def _percent(part: float, whole: float) -> str:
+    """``part`` as a share of ``whole``: an interval that reads at any scale."""
+    return f"{100 * part / whole:.2g} %" if whole > 0 else "-"
 
 
 def _est(c: Candidate) -> str:
