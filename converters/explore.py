@@ -23,7 +23,7 @@ from edgekit.converters.plan import BuildData, Plan
 from edgekit.converters.validate import Reference
 from edgekit.datasets import LabelledData
 from edgekit.progress import Progress
-from edgekit.runtime import open_backend, time_side_by_side, to_model_dtype
+from edgekit.runtime import open_backend, race, to_model_dtype
 from edgekit.vocab import IODtype, ModelFormat, Quantization
 
 # Seconds spent timing each candidate, at most, per side-by-side round.
@@ -106,15 +106,18 @@ def timed_side_by_side(
         [to_model_dtype(np.asarray(x), spec) for x, spec in zip(first, model.inputs, strict=True)]
         for model in models
     ]
+    # The contenders for shipping are timed again among themselves (runtime.side_by_side.race).
+    eligible = [_may_ship(plan, c) for c in candidates]
     with progress.task(f"Timing {len(models)} candidates side by side", total=0) as task:
-        timings = time_side_by_side(
-            models,
-            feeds,
-            min_runs=plan.request.latency_runs,
-            max_seconds=SECONDS_PER_CANDIDATE * len(models),
-            task=task,
-        )
+        timings = race(models, feeds, eligible=eligible, min_runs=plan.request.latency_runs,
+                       seconds_per_model=SECONDS_PER_CANDIDATE, task=task)  # fmt: skip
     return tuple(dataclasses.replace(c, host=t) for c, t in zip(candidates, timings, strict=True))
+
+
+def _may_ship(plan: Plan, candidate: Candidate) -> bool:
+    """Within the accuracy budget, and runnable on the board (fp32 only where float may run)."""
+    float_ok = candidate.artifact.scheme is not Quantization.NONE or float_allowed(plan)
+    return float_ok and candidate.within(plan.budget_pt)
 
 
 def _latency_aware(

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from edgekit.runtime.litert import op_resolver_type as litert_op_resolver
     from edgekit.runtime.predict import Predictor
     from edgekit.runtime.quantization import to_float, to_model_dtype
-    from edgekit.runtime.side_by_side import Timing, time_side_by_side
+    from edgekit.runtime.side_by_side import Timing, race, time_side_by_side
     from edgekit.runtime.tflite_interpreter import spec_of
 
 # public name -> (module, attribute)
@@ -29,6 +29,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "litert_op_resolver": ("edgekit.runtime.litert", "op_resolver_type"),
     "measure_latency": ("edgekit.runtime.benchmark", "measure_latency"),
     "open_backend": ("edgekit.runtime.backend", "open_backend"),
+    "race": ("edgekit.runtime.side_by_side", "race"),
     "spec_of": ("edgekit.runtime.tflite_interpreter", "spec_of"),
     "time_side_by_side": ("edgekit.runtime.side_by_side", "time_side_by_side"),
     "to_float": ("edgekit.runtime.quantization", "to_float"),
@@ -43,6 +44,7 @@ __all__ = [
     "litert_op_resolver",
     "measure_latency",
     "open_backend",
+    "race",
     "spec_of",
     "time_side_by_side",
     "to_float",

@@ -22,7 +22,7 @@ from pathlib import Path
 from edgekit.errors import RuntimeBackendError
 from edgekit.manifest import Artifact, Manifest
 from edgekit.runtime.backend import Backend, installed_interpreters
-from edgekit.runtime.side_by_side import time_side_by_side
+from edgekit.runtime.side_by_side import race
 from edgekit.schema import CandidateResult, Selection, utc_now
 from edgekit.vocab import MetricName, SelectionSite
 
@@ -110,10 +110,11 @@ def select(
             "no candidate of the bundle is within its accuracy budget here: "
             + "; ".join(f"{r.artifact}: {r.reason}" for r in results.values())
         )
-    timings = time_side_by_side(
+    # Two rounds at most (the second among the contenders alone), within max_seconds in all.
+    timings = race(
         [e.backend for e in eligible],
         [feed(e) for e in eligible],
-        max_seconds=max_seconds,
+        seconds_per_model=max_seconds / (2 * len(eligible)),
     )
     for one, timing in zip(eligible, timings, strict=True):
         results[one.artifact.file] = results[one.artifact.file].model_copy(

@@ -25,6 +25,8 @@ from edgekit.schema import LatencyStats
 
 # 95 % confidence interval of a median from order statistics: ranks n/2 -/+ 0.98 sqrt(n).
 _Z_MEDIAN = 0.98
+# Medians closer than this (relative) are not yet told apart, however narrow their intervals.
+CLOSE = 0.02
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,52 @@ def _burst(
         spent += elapsed
         if spent >= burst_ms:
             return
+
+
+def race(
+    models: Sequence[Backend],
+    inputs: Sequence[Sequence[np.ndarray]],
+    *,
+    eligible: Sequence[bool] | None = None,
+    seconds_per_model: float = 2.0,
+    min_runs: int = 20,
+    task: Task | None = None,
+) -> list[Timing]:
+    """Every model timed side by side, then the contenders again among themselves alone.
+
+    A first round with every model tells the clearly slower ones apart, but with many models
+    loaded each one's median is noisier (each session's threads and caches disturb the next).
+    The contenders are the ``eligible`` models (default: all) whose median's interval reaches the
+    fastest eligible one's; a second round times only them, with the same time per model, and
+    their figures replace the first round's. The others keep their first-round figures (they
+    were clearly slower). One contender, or every model a contender: one round.
+    """
+    ok = list(eligible) if eligible is not None else [True] * len(models)
+    first = time_side_by_side(models, inputs, min_runs=min_runs,
+                              max_seconds=seconds_per_model * len(models), task=task)  # fmt: skip
+    close = contenders(first, ok)
+    if len(close) < 2 or len(close) == len(models):
+        return first
+    second = time_side_by_side(
+        [models[i] for i in close],
+        [inputs[i] for i in close],
+        min_runs=min_runs,
+        max_seconds=seconds_per_model * len(close),
+        task=task,
+    )
+    out = list(first)
+    for i, timing in zip(close, second, strict=True):
+        out[i] = timing
+    return out
+
+
+def contenders(timings: Sequence[Timing], eligible: Sequence[bool]) -> list[int]:
+    """Indices of the eligible timings whose median's 95 % interval reaches the fastest eligible
+    one's, or comes within 2 % of it (those a longer look must tell apart)."""
+    candidates = [i for i, ok in enumerate(eligible) if ok]
+    if not candidates:
+        return []
+    best = min(candidates, key=lambda i: timings[i].p50_ms)
+    fastest = timings[best]
+    reach = fastest.p50_ms + max(fastest.p50_ci_ms, CLOSE * fastest.p50_ms)
+    return [i for i in candidates if timings[i].p50_ms - timings[i].p50_ci_ms <= reach]

@@ -53,3 +53,54 @@ def test_median_interval_narrows_with_more_runs():
     many = median_ci_ms(list(rng.normal(10, 1, 3000)))
     assert many < few / 5
     assert median_ci_ms([1.0, 2.0]) == float("inf")
+
+
+def _timing(p50: float, ci: float):
+    from edgekit.runtime.side_by_side import Timing
+    from edgekit.schema import LatencyStats
+
+    stats = LatencyStats(count=50, mean_ms=p50, std_ms=ci, min_ms=p50, p50_ms=p50, p90_ms=p50,
+                         p99_ms=p50, max_ms=p50, first_ms=p50, init_ms=None)  # fmt: skip
+    return Timing(stats, ci)
+
+
+def test_contenders_are_the_eligible_ones_whose_interval_reaches_the_fastest():
+    from edgekit.runtime.side_by_side import contenders
+
+    timings = [_timing(1.0, 0.1), _timing(1.15, 0.1), _timing(1.3, 0.1), _timing(0.5, 0.01)]
+    # The fastest (0.5 ms) cannot ship: the race is among the other three.
+    assert contenders(timings, [True, True, True, False]) == [0, 1]
+    assert contenders(timings, [True, True, True, True]) == [3]
+    assert contenders(timings, [False] * 4) == []
+
+
+class _Counted:
+    """A real backend whose invocations are counted."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.calls = backend, 0
+        self.inputs, self.outputs = backend.inputs, backend.outputs
+
+    def invoke(self, feed):
+        self.calls += 1
+        return self.backend.invoke(feed)
+
+
+def test_the_race_times_the_contenders_again_among_themselves():
+    from edgekit.runtime.side_by_side import race
+
+    models = [_Counted(open_backend("onnxruntime", _matmul_chain(w, d), threads=1))
+              for w, d in ((256, 4), (256, 4), (512, 8))]  # fmt: skip
+    feeds = [[np.ones((1, 256), np.float32)], [np.ones((1, 256), np.float32)],
+             [np.ones((1, 512), np.float32)]]  # fmt: skip
+    twin_a, twin_b, heavy = race(models, feeds, seconds_per_model=1.0, min_runs=30)
+    warm = 1 + 5  # the first inference and the warm-up, before each round's timed runs
+    # The heavy one was clearly slower: one round, every timed run of it in its figures.
+    assert heavy.p50_ms > 4 * max(twin_a.p50_ms, twin_b.p50_ms)
+    assert models[2].calls == heavy.stats.count + warm
+    # The twins ran a second round among themselves: their figures are that round's alone.
+    for model, timing in zip(models[:2], (twin_a, twin_b), strict=True):
+        assert model.calls > timing.stats.count + 2 * warm
+    # Identical models: the same median, within their intervals.
+    margin = twin_a.p50_ci_ms + twin_b.p50_ci_ms + 0.02 * twin_a.p50_ms
+    assert abs(twin_a.p50_ms - twin_b.p50_ms) <= margin
