@@ -27,6 +27,8 @@ from edgekit.schema import LatencyStats
 _Z_MEDIAN = 0.98
 # Medians closer than this (relative) are not yet told apart, however narrow their intervals.
 CLOSE = 0.02
+# The precision a race's first round asks of a median: enough to tell the contenders.
+FIRST_ROUND_CI = 0.05
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,14 @@ def time_side_by_side(
     burst_ms: float = 50.0,
     task: Task | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    only_contenders: Sequence[bool] | None = None,
 ) -> list[Timing]:
     """Time every model on its inputs (in its own dtypes), taking turns; one Timing each.
 
     Stops when every model has ``min_runs`` runs and its median is known to ``target_ci``
-    (relative 95 % half-width), or when ``max_seconds`` are spent, or at ``max_runs``.
+    (relative 95 % half-width), or when ``max_seconds`` are spent, or at ``max_runs``. With
+    ``only_contenders`` (which models are eligible, see :func:`contenders`), a model that is
+    clearly not a contender needs no more precision than that.
     """
     if len(models) != len(inputs):
         raise ValueError("one input list per model")
@@ -98,7 +103,7 @@ def time_side_by_side(
         if task is not None:
             task.advance()
         enough = all(len(t) >= min_runs for t in times)
-        settled = enough and all(median_ci_ms(t) <= target_ci * np.median(t) for t in times)
+        settled = enough and _settled(times, target_ci, only_contenders)
         out_of_time = clock() - began >= max_seconds
         if settled or (enough and out_of_time) or all(len(t) >= max_runs for t in times):
             break
@@ -106,6 +111,20 @@ def time_side_by_side(
         Timing(latency_stats(t, first_ms=first), median_ci_ms(t))
         for t, first in zip(times, firsts, strict=True)
     ]
+
+
+def _settled(
+    times: Sequence[Sequence[float]], target_ci: float, eligible: Sequence[bool] | None
+) -> bool:
+    """Every median known to ``target_ci``, or (given ``eligible``) clearly not a contender."""
+    cis = [median_ci_ms(t) for t in times]
+    medians = [float(np.median(t)) for t in times]
+    precise = [ci <= target_ci * m for ci, m in zip(cis, medians, strict=True)]
+    if eligible is None or all(precise):
+        return all(precise)
+    now = [Timing(latency_stats(list(t)), ci) for t, ci in zip(times, cis, strict=True)]
+    close = set(contenders(now, eligible))
+    return all(ok or i not in close for i, ok in enumerate(precise))
 
 
 def _burst(
@@ -139,16 +158,20 @@ def race(
 ) -> list[Timing]:
     """Every model timed side by side, then the contenders again among themselves alone.
 
-    A first round with every model tells the clearly slower ones apart, but with many models
-    loaded each one's median is noisier (each session's threads and caches disturb the next).
-    The contenders are the ``eligible`` models (default: all) whose median's interval reaches the
-    fastest eligible one's; a second round times only them, with the same time per model, and
-    their figures replace the first round's. The others keep their first-round figures (they
-    were clearly slower). One contender, or every model a contender: one round.
+    A first round with every model tells the clearly slower ones apart (it stops once every
+    median is known to 5 % or is clearly out, within half the time); with many models loaded
+    each one's median is noisier too (each session's threads and caches disturb the next). The
+    contenders are the ``eligible`` models (default: all) whose median's interval reaches the
+    fastest eligible one's; a second round times only them, to 2 %, with ``seconds_per_model``
+    each, and their figures replace the first round's. The others keep their first-round figures
+    (they were clearly slower). One contender, or every model a contender: one round.
     """
     ok = list(eligible) if eligible is not None else [True] * len(models)
-    first = time_side_by_side(models, inputs, min_runs=min_runs,
-                              max_seconds=seconds_per_model * len(models), task=task)  # fmt: skip
+    # The first round only tells the contenders from the rest: half the time, 5 % precision, and
+    # none at all for a model already clearly out.
+    first = time_side_by_side(models, inputs, min_runs=min_runs, target_ci=FIRST_ROUND_CI,
+                              max_seconds=seconds_per_model * len(models) / 2, task=task,
+                              only_contenders=ok)  # fmt: skip
     close = contenders(first, ok)
     if len(close) < 2 or len(close) == len(models):
         return first
