@@ -86,7 +86,7 @@ def summarize(
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     if inputs is not None and channel_axis is not None:
-        mean, std = _channel_stats(np.asarray(inputs, dtype=np.float64), channel_axis)
+        mean, std = _channel_stats(np.asarray(inputs), channel_axis)
     return DriftSummary(
         samples=len(out),
         confidence=tuple(int(c) for c in conf_counts),
@@ -203,19 +203,35 @@ def _top1(out: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return np.clip(probs.max(axis=1), 0, 1), predicted.astype(np.int64), out.shape[1]
 
 
+# Bytes of float64 summed at a time (a 224x224x3 image is 1.2 MB of them): the board's memory
+# figure should not grow with its eval sample.
+_CHUNK_BYTES = 4 * 2**20
+
+
 def _channel_stats(x: np.ndarray, axis: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std per channel (channels grouped above MAX_CHANNELS), summed in float64 a few
+    samples at a time, so a sample of large images costs no copy of itself."""
     import numpy as np
 
     if x.ndim < 2:
         return (), ()
-    moved = np.moveaxis(x, axis, -1)
-    per = moved.reshape(-1, moved.shape[-1])
-    if not np.isfinite(per).all():
-        return (), ()
-    channels = per.shape[1]
+    channels = x.shape[axis]
     groups = min(channels, MAX_CHANNELS)
-    index = np.arange(channels) * groups // channels
     # Grouped channels pool their values: the mean and spread of the group as one channel.
-    mean = np.array([per[:, index == g].mean() for g in range(groups)])
-    std = np.array([per[:, index == g].std() for g in range(groups)])
+    edges = [-(-g * channels // groups) for g in range(groups + 1)]  # channel c in group c*G//C
+    count = np.zeros(groups)
+    total = np.zeros(groups)
+    squares = np.zeros(groups)
+    chunk = max(1, _CHUNK_BYTES // max(1, 8 * x[0].size)) if len(x) else 1
+    for start in range(0, len(x), chunk):
+        block = np.moveaxis(np.asarray(x[start : start + chunk], dtype=np.float64), axis, -1)
+        if not np.isfinite(block).all():
+            return (), ()
+        for g in range(groups):
+            part = block[..., edges[g] : edges[g + 1]]
+            count[g] += part.size
+            total[g] += part.sum()
+            squares[g] += np.square(part).sum()
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)

@@ -75,7 +75,15 @@ def read_inputs(path: str | Path, count: int = 1) -> tuple[np.ndarray, ...]:
 
 def decode_uint8(q: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """uint8 codes back to float32: ``q * scale + offset`` (scale/offset broadcast)."""
-    return q.astype(np.float32) * scale.astype(np.float32) + offset.astype(np.float32)
+    scale, offset = scale.astype(np.float32), offset.astype(np.float32)
+    if np.broadcast_shapes(q.shape, scale.shape, offset.shape) != q.shape:
+        return q.astype(np.float32) * scale + offset
+    # In place, the same float32 operations: a sample of 224x224 images decodes into one array,
+    # not three (the board's memory high-water mark).
+    out = q.astype(np.float32)
+    out *= scale
+    out += offset
+    return out
 
 
 def file_bytes(xs: Sequence[Encoded], y: np.ndarray | None, reference: np.ndarray | None) -> bytes:

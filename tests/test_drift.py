@@ -137,3 +137,23 @@ def test_reports_carry_the_drift_block(drift_bundle, tmp_path):
     drift = json.loads(result.stdout)["drift"]
     assert drift["eval_sample"]["samples"] == drift["reference"]["samples"]
     assert drift["watched"] is None
+
+
+def test_summarising_a_sample_of_large_images_costs_no_copy_of_it():
+    """A board summarises its eval sample on every window: 64 images of 224x224x3 (37 MiB of
+    float32) must not be copied whole (in float64 it would be 74 MiB, twice over for the
+    spread), or the board's memory figure grows with the sample. Same figures as NumPy's."""
+    import tracemalloc
+
+    x = np.random.default_rng(0).random((64, 224, 224, 3), dtype=np.float32)
+    outputs = np.random.default_rng(1).random((64, 10))
+    tracemalloc.start()
+    try:
+        summary = summarize(x, outputs, channel_axis=-1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.25 * x.nbytes, peak
+    flat = x.reshape(-1, 3).astype(np.float64)
+    assert summary.channel_mean == pytest.approx(flat.mean(axis=0), rel=1e-9)
+    assert summary.channel_std == pytest.approx(flat.std(axis=0), rel=1e-9)

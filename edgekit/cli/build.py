@@ -213,9 +213,9 @@ def build(
     else:
         print_report(report)
     if report.eval_sample is not None and report.eval_sample.note:
-        err_console().print(f"note: {report.eval_sample.note}", highlight=False)
+        err_console().print(f"note: {report.eval_sample.note}", highlight=False, soft_wrap=True)
     for note in report.notes:
-        err_console().print(f"note: {note}", highlight=False)
+        err_console().print(f"note: {note}", highlight=False, soft_wrap=True)
     for art in report.artifacts:
         for warning in art.warnings:
             warning_line(f"{art.artifact.file}: {warning}")
