@@ -74,14 +74,14 @@ def time_side_by_side(
     burst_ms: float = 50.0,
     task: Task | None = None,
     clock: Callable[[], float] = time.perf_counter,
-    only_contenders: Sequence[bool] | None = None,
+    eligible: Sequence[bool] | None = None,
 ) -> list[Timing]:
     """Time every model on its inputs (in its own dtypes), taking turns; one Timing each.
 
     Stops when every model has ``min_runs`` runs and its median is known to ``target_ci``
-    (relative 95 % half-width), or when ``max_seconds`` are spent, or at ``max_runs``. With
-    ``only_contenders`` (which models are eligible, see :func:`contenders`), a model that is
-    clearly not a contender needs no more precision than that.
+    (relative 95 % half-width), or when ``max_seconds`` are spent, or at ``max_runs``. Given
+    ``eligible`` (which models may win, see :func:`contenders`), a model that is clearly not a
+    contender needs no more precision than that.
     """
     if len(models) != len(inputs):
         raise ValueError("one input list per model")
@@ -103,7 +103,7 @@ def time_side_by_side(
         if task is not None:
             task.advance()
         enough = all(len(t) >= min_runs for t in times)
-        settled = enough and _settled(times, target_ci, only_contenders)
+        settled = enough and _settled(times, target_ci, eligible)
         out_of_time = clock() - began >= max_seconds
         if settled or (enough and out_of_time) or all(len(t) >= max_runs for t in times):
             break
@@ -171,7 +171,7 @@ def race(
     # none at all for a model already clearly out.
     first = time_side_by_side(models, inputs, min_runs=min_runs, target_ci=FIRST_ROUND_CI,
                               max_seconds=seconds_per_model * len(models) / 2, task=task,
-                              only_contenders=ok)  # fmt: skip
+                              eligible=ok)  # fmt: skip
     close = contenders(first, ok)
     if len(close) < 2 or len(close) == len(models):
         return first
