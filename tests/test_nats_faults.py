@@ -81,10 +81,16 @@ class NatsFleet:
             self.acknowledged += int(found.group(2))
 
     def daemon(self, board: str, node: int, reports: int) -> subprocess.Popen[str]:
+        # A board whose node died retries on paho's back-off (1, 2, 4, 8, 16, 32 s after the
+        # loss). When the node is back only after the 16 s try, the next comes 31 s after the
+        # loss, after this short run has made its last report: the flush waits long enough for
+        # it (it returns as soon as the outbox is empty), or the reports would wait for the
+        # board's next start, where this test could not count them.
         return subprocess.Popen(
             [EDGEKIT, "daemon", str(self.bundle), "--broker", self.cluster.mqtt_url(node),
              "--mqtt", "3.1.1", "--device-id", board, "--reports", str(reports),
-             "--interval", "0.1", "--window", "5", "--outbox", str(self.outbox(board))],
+             "--interval", "0.1", "--window", "5", "--outbox", str(self.outbox(board)),
+             "--flush-timeout", "60"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
 
@@ -100,12 +106,16 @@ class NatsFleet:
     def count(self) -> int:
         return sum(len(v) for v in self.stored().values())
 
-    def sent(self, boards: tuple[str, ...]) -> dict[str, int]:
-        """Reports each board produced; every one must have been PUBACKed (outbox empty)."""
+    def sent(self, boards: tuple[str, ...], said: dict[str, str] | None = None) -> dict[str, int]:
+        """Reports each board produced; every one must have been PUBACKed (outbox empty).
+        ``said``: what each board's daemon printed, shown when one was not."""
         sent = {}
         for board in boards:
             pending = scalar(self.outbox(board), "SELECT count(*) FROM outbox")
-            assert pending == 0, f"{board}: {pending} report(s) never acknowledged"
+            told = (said or {}).get(board, "")[-4000:]
+            assert pending == 0, (
+                f"{board}: {pending} report(s) never acknowledged; it said:\n{told}"
+            )
             sequence = scalar(
                 self.outbox(board), "SELECT value FROM counters WHERE name='sequence'"
             )
@@ -154,9 +164,10 @@ def _wait_for(fleet: NatsFleet, total: int, timeout_s: float = 90) -> None:
     poll_until(lambda: fleet.count() >= total, timeout_s=timeout_s, poll_s=0.3)
 
 
-def _finish(board: subprocess.Popen[str]) -> None:
+def _finish(board: subprocess.Popen[str]) -> str:
     _, err = board.communicate(timeout=180)
     assert board.returncode == 0, err
+    return err
 
 
 def _apart(urls: str) -> str:
@@ -188,9 +199,12 @@ def test_boards_to_two_collectors_a_nats_node_killed_mid_run(fleet, request):
     close(client)
     time.sleep(4)
     fleet.cluster.start(victim)
-    for board in boards:
-        _finish(board)
-    sent = fleet.sent(BOARDS)
+    said = {name: _finish(board) for name, board in zip(BOARDS, boards, strict=True)}
+    try:
+        sent = fleet.sent(BOARDS, said)
+    except AssertionError as exc:  # what the nodes said, for the diagnosis
+        logs = "\n".join(f"-- n{i + 1} --\n{fleet.cluster.log(i)[-6000:]}" for i in range(3))
+        raise AssertionError(f"{exc}\nkilled: n{victim + 1}\n{logs}") from None
     _wait_for(fleet, sum(sent.values()))
     fleet.stop_collectors()
     row = fleet.account("NATS node (EDGEKIT leader) SIGKILLed mid-run", sent, request.config)
