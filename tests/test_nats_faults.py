@@ -81,11 +81,11 @@ class NatsFleet:
             self.acknowledged += int(found.group(2))
 
     def daemon(self, board: str, node: int, reports: int) -> subprocess.Popen[str]:
-        # A board whose node died retries on paho's back-off (1, 2, 4, 8, 16, 32 s after the
-        # loss). When the node is back only after the 16 s try, the next comes 31 s after the
-        # loss, after this short run has made its last report: the flush waits long enough for
-        # it (it returns as soon as the outbox is empty), or the reports would wait for the
-        # board's next start, where this test could not count them.
+        # A board whose node died retries on paho's back-off, waiting 1, 2, 4, 8, 16 s: 1, 3,
+        # 7, 15 and 31 s after the loss. When the node is back only after the 15 s try, the
+        # board reconnects at 31 s, after this short run has made its last report: the flush
+        # waits long enough for it (it returns as soon as the outbox is empty), or the reports
+        # would wait for the board's next start, where this test could not count them.
         return subprocess.Popen(
             [EDGEKIT, "daemon", str(self.bundle), "--broker", self.cluster.mqtt_url(node),
              "--mqtt", "3.1.1", "--device-id", board, "--reports", str(reports),
