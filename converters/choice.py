@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from edgekit.converters.budgets import Check, check_budgets
 from edgekit.converters.candidates import Candidate
-from edgekit.converters.explore import float_allowed
+from edgekit.converters.explore import runs_on_board
 from edgekit.converters.plan import Plan
 from edgekit.converters.target_checks import TARGET_GATES, with_target
 from edgekit.vocab import CheckStatus, Quantization, SelectionSite
@@ -118,7 +118,7 @@ def _groups(plan: Plan, candidates: Sequence[Candidate]) -> list[list[Candidate]
 
 def _refusal(plan: Plan, candidate: Candidate) -> str | None:
     """Why ``candidate`` may not ship, or None."""
-    if candidate.artifact.scheme is Quantization.NONE and not float_allowed(plan):
+    if not runs_on_board(plan, candidate):
         return "dropped: the board runs int8 only (or its I/O is not float)"
     if candidate.accuracy is None and not candidate.primary:
         return "dropped: accuracy not measured (no --eval or --calibration data)"

@@ -67,6 +67,11 @@ def float_allowed(plan: Plan) -> bool:
     return build.allow_float_fallback and floats
 
 
+def runs_on_board(plan: Plan, candidate: Candidate) -> bool:
+    """False for a float candidate where the board runs int8 only (or its I/O is not float)."""
+    return candidate.artifact.scheme is not Quantization.NONE or float_allowed(plan)
+
+
 def measure(
     plan: Plan,
     candidates: Sequence[Candidate],
@@ -116,8 +121,7 @@ def timed_side_by_side(
 
 def _may_ship(plan: Plan, candidate: Candidate) -> bool:
     """Within the accuracy budget, and runnable on the board (fp32 only where float may run)."""
-    float_ok = candidate.artifact.scheme is not Quantization.NONE or float_allowed(plan)
-    return float_ok and candidate.within(plan.budget_pt)
+    return runs_on_board(plan, candidate) and candidate.within(plan.budget_pt)
 
 
 def _latency_aware(

@@ -26,7 +26,7 @@ import numpy as np
 from edgekit.converters.budgets import Check
 from edgekit.converters.candidates import Candidate
 from edgekit.converters.edgetpu_run import compiled_name, find_compiler, run_edgetpu
-from edgekit.converters.explore import float_allowed
+from edgekit.converters.explore import runs_on_board
 from edgekit.converters.plan import Plan
 from edgekit.converters.sample_output import DEFAULT_SAMPLES
 from edgekit.converters.target_report import TargetReport, TargetRun, TflmFigures, VelaFigures
@@ -70,7 +70,7 @@ def run_on_target(
     found = _inputs(plan, candidates, reference)
     done = []
     for candidate in candidates:
-        reference_only = candidate.artifact.scheme is Quantization.NONE and not float_allowed(plan)
+        reference_only = not runs_on_board(plan, candidate)
         # These tools read .tflite; fp32 where the board runs int8 only is a timing reference.
         if candidate.format is not ModelFormat.TFLITE or reference_only:
             done.append(candidate)

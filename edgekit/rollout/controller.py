@@ -150,10 +150,6 @@ class RolloutController:
         assert self._messenger is not None
         arrived = self._messenger.events()
         for refused in (m for m in arrived if isinstance(m, RejectedMessage)):
-            if not refused.topic.endswith("/deployment"):
-                # Outside the subscription, so nothing to say about a deployment (seen in the
-                # demo: its embedded amqtt broker handed the controller the boards' statuses).
-                continue
             # Said, not stored: a forged or garbled message says nothing about a board.
             self._say(f"ignored a message on {refused.topic}: {refused.reason}")
         mine = [

@@ -24,6 +24,7 @@ from edgekit.deploy_wire import (
 )
 from edgekit.errors import DeployError
 from edgekit.mqtt import BrokerSettings, SessionOptions, TlsFiles, connect_kwargs, create_client
+from edgekit.mqtt.client import paho
 from edgekit.mqtt.reasons import fatal_refusal
 from edgekit.schema import DEFAULT_PREFIX
 from edgekit.vocab import MqttVersion
@@ -144,6 +145,10 @@ class Messenger:
         self._subscribed.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if not paho(extra=_EXTRA).topic_matches_sub(deployment_filter(self.prefix), message.topic):
+            # Outside the subscription, so nothing about a deployment (seen with the demo's
+            # embedded amqtt broker, which handed the controller the boards' statuses).
+            return
         self._events.put(classify_event(message.topic, bytes(message.payload), prefix=self.prefix))
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any):
